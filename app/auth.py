@@ -1,0 +1,57 @@
+"""The bearer-token decorator: the only code that reads `Authorization` on protected routes."""
+import functools
+from datetime import timedelta
+from typing import Any, Callable
+
+from flask import current_app, g, request
+from sqlalchemy import select, update
+
+from app.db import get_db, utcnow
+from app.errors import InvalidToken, MissingToken
+from app.models import DeviceSession, User
+
+TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is refreshed at most once a minute, not on every request
+
+
+def bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        authenticate()
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def authenticate() -> None:
+    token = bearer_token()
+    if token is None:
+        raise MissingToken()
+    claims = current_app.extensions["tokens"].decode_access(token)
+    db = get_db()
+    # One primary-key lookup (plus the user's row) without building ORM objects.
+    row = db.execute(
+        select(
+            DeviceSession.user_id, DeviceSession.revoked_at, DeviceSession.expires_at,
+            DeviceSession.last_used_at, User.login,
+        )
+        .join(User, User.id == DeviceSession.user_id)
+        .where(DeviceSession.id == claims["sid"])
+    ).first()
+    now = utcnow()
+    if row is None or row.revoked_at is not None or row.expires_at <= now or str(row.user_id) != claims["sub"]:
+        raise InvalidToken("the session of this token has been signed out")
+    if now - row.last_used_at > TOUCH_EVERY:
+        db.execute(
+            update(DeviceSession).where(DeviceSession.id == claims["sid"]).values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        db.commit()
+    g.user_id, g.session_id, g.login, g.claims = row.user_id, claims["sid"], row.login, claims

@@ -1,0 +1,86 @@
+"""Password hashing (argon2id), access JWTs with a pinned algorithm, opaque refresh tokens."""
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from app.errors import InvalidToken, TokenExpired
+
+ACCESS_CLAIMS = ["sub", "sid", "jti", "iat", "exp", "typ"]
+
+
+class Passwords:
+    """argon2id with the configured cost; a dummy hash keeps unknown ids as slow as wrong passwords."""
+
+    def __init__(self, time_cost: int, memory_kib: int, parallelism: int):
+        self.hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
+        )
+        self.dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self.hasher.hash(password)
+
+    def verify(self, stored_hash: str | None, password: str) -> bool:
+        try:
+            return self.hasher.verify(stored_hash or self.dummy_hash, password) and bool(stored_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self.hasher.check_needs_rehash(stored_hash)
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    secret: str
+    algorithm: str
+    access_ttl: int
+    refresh_ttl: int
+    reuse_grace: int
+
+    def issue_access(self, user_id: int, session_id: str, roles: list[str] | None = None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": str(user_id),
+            "sid": session_id,
+            "jti": secrets.token_urlsafe(16),
+            "iat": now,
+            "exp": now + self.access_ttl,
+            "typ": "access",
+            "roles": roles or [],
+        }
+        return jwt.encode(claims, self.secret, algorithm=self.algorithm)
+
+    def decode_access(self, token: str) -> dict[str, Any]:
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[self.algorithm],  # pinned: "none" and algorithm confusion fail here
+                options={"require": ACCESS_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpired() from None
+        except jwt.PyJWTError:
+            raise InvalidToken() from None
+        if claims.get("typ") != "access" or not isinstance(claims.get("sid"), str):
+            raise InvalidToken("this is not an access token")
+        return claims
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)  # 256 random bits
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(16)

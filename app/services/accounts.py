@@ -1,0 +1,164 @@
+"""Sign-up, sign-in, refresh-token rotation and logout. Each use case owns its transaction."""
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidCredentials, InvalidRefreshToken, UserExists
+from app.models import DeviceSession, LoginEvent, RefreshToken, User
+from app.security import Passwords, TokenPolicy, new_refresh_token, new_session_id, token_hash
+
+log = logging.getLogger("app.accounts")
+
+
+@dataclass(frozen=True)
+class Client:
+    ip: str
+    user_agent: str
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    login: str
+    session_id: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+
+
+def role_names(db: Session, user_id: int) -> list[str]:
+    """The user's role names for the `roles` claim (none until roles exist)."""
+    return []
+
+
+def sign_up(
+    db: Session, passwords: Passwords, policy: TokenPolicy, login: str, password: str,
+    client: Client, now: datetime,
+) -> IssuedTokens:
+    if db.scalar(select(User.id).where(User.login == login)) is not None:
+        raise UserExists()
+    user = User(login=login, password_hash=passwords.hash(password), created_at=now)
+    db.add(user)
+    try:
+        db.flush()
+    except IntegrityError:  # a parallel sign-up with the same id won the race
+        db.rollback()
+        raise UserExists() from None
+    db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=True))
+    tokens = _start_session(db, policy, user, client, now)
+    db.commit()
+    return tokens
+
+
+def sign_in(
+    db: Session, passwords: Passwords, policy: TokenPolicy, login: str, password: str,
+    client: Client, now: datetime,
+) -> IssuedTokens:
+    user = db.scalar(select(User).where(User.login == login))
+    # An unknown id is checked against a dummy hash: the same work and the same answer as a wrong password.
+    ok = passwords.verify(user.password_hash if user else None, password)
+    if user is None:
+        raise InvalidCredentials()
+    db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=ok))
+    if not ok:
+        db.commit()
+        raise InvalidCredentials()
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
+    tokens = _start_session(db, policy, user, client, now)
+    db.commit()
+    return tokens
+
+
+def refresh(db: Session, policy: TokenPolicy, raw_token: str, client: Client, now: datetime) -> IssuedTokens:
+    digest = token_hash(raw_token)
+    # One conditional UPDATE picks the winner: of two parallel refreshes, the second sees 0 rows.
+    claimed = db.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.token_hash == digest,
+            RefreshToken.rotated_at.is_(None),
+            RefreshToken.expires_at > now,
+        )
+        .values(rotated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        db.rollback()
+        _refuse_refresh(db, policy, digest, now)
+    device = db.scalar(
+        select(DeviceSession).join(RefreshToken).where(RefreshToken.token_hash == digest)
+    )
+    if device is None or not device.is_live(now):
+        db.rollback()
+        raise InvalidRefreshToken()
+    user = db.get(User, device.user_id)
+    refresh_token = _issue_refresh(db, policy, device, now)
+    device.last_used_at = now
+    device.ip, device.user_agent = client.ip, client.user_agent
+    db.commit()
+    return _token_pair(db, policy, user, device, refresh_token)
+
+
+def _refuse_refresh(db: Session, policy: TokenPolicy, digest: str, now: datetime) -> None:
+    old = db.get(RefreshToken, digest)
+    if old is not None and old.rotated_at is not None:
+        if now - old.rotated_at > timedelta(seconds=policy.reuse_grace):
+            # A rotated token came back after the grace period: someone else may hold a copy.
+            # Revoke the whole session (RFC 9700 §4.14.2); the device signs in again.
+            revoked = _revoke(db, old.session_id, now)
+            db.commit()
+            if revoked:
+                log.warning("refresh token reuse detected; session %s revoked", old.session_id)
+            raise InvalidRefreshToken("this refresh token was already used; the session has been signed out")
+        raise InvalidRefreshToken("this refresh token was just rotated; use the new one")
+    raise InvalidRefreshToken()
+
+
+def log_out(db: Session, session_id: str, now: datetime) -> None:
+    _revoke(db, session_id, now)
+    db.commit()
+
+
+def _revoke(db: Session, session_id: str, now: datetime) -> bool:
+    result = db.execute(
+        update(DeviceSession)
+        .where(DeviceSession.id == session_id, DeviceSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _start_session(db: Session, policy: TokenPolicy, user: User, client: Client, now: datetime) -> IssuedTokens:
+    device = DeviceSession(
+        id=new_session_id(), user_id=user.id, created_at=now, last_used_at=now,
+        expires_at=now + timedelta(seconds=policy.refresh_ttl),
+        ip=client.ip, user_agent=client.user_agent,
+    )
+    db.add(device)
+    refresh_token = _issue_refresh(db, policy, device, now)
+    return _token_pair(db, policy, user, device, refresh_token)
+
+
+def _issue_refresh(db: Session, policy: TokenPolicy, device: DeviceSession, now: datetime) -> str:
+    raw = new_refresh_token()
+    expires_at = now + timedelta(seconds=policy.refresh_ttl)
+    device.expires_at = expires_at
+    db.add(RefreshToken(token_hash=token_hash(raw), session_id=device.id, created_at=now, expires_at=expires_at))
+    return raw
+
+
+def _token_pair(db: Session, policy: TokenPolicy, user: User, device: DeviceSession, refresh_token: str) -> IssuedTokens:
+    return IssuedTokens(
+        login=user.login,
+        session_id=device.id,
+        access_token=policy.issue_access(user.id, device.id, role_names(db, user.id)),
+        refresh_token=refresh_token,
+        expires_in=policy.access_ttl,
+        refresh_expires_in=policy.refresh_ttl,
+    )

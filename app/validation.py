@@ -1,0 +1,119 @@
+"""Request bodies and parameters into checked values, or a ValidationError naming the field."""
+import re
+from typing import Any, TypeVar
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from flask import request
+from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import ValidationError as PydanticError
+
+from app.errors import ValidationError
+
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+LOGIN_MAX = 255
+PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-.]{3,32}$")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+class Credentials(Strict):
+    id: StrictStr
+    password: StrictStr
+
+
+class RefreshBody(Strict):
+    refresh_token: StrictStr | None = None
+
+
+def body() -> dict[str, Any]:
+    """The request body as a dict: JSON or form-encoded; an empty body is an empty dict."""
+    mimetype = request.mimetype
+    if mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise ValidationError("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
+        return data
+    if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return request.form.to_dict()
+    if not mimetype and not request.content_length and not request.headers.get("Transfer-Encoding"):
+        return {}
+    raise ValidationError(
+        "the body must be JSON or form-encoded",
+        {"fields": {"body": f"unsupported content type {mimetype or '(none)'}"}},
+    )
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except PydanticError as e:
+        fields = {}
+        for err in e.errors():
+            name = ".".join(str(part) for part in err["loc"]) or "body"
+            fields.setdefault(name, _reason(err))
+        first = next(iter(fields.items()))
+        raise ValidationError(f"{first[0]}: {first[1]}", {"fields": fields}) from None
+
+
+def _reason(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in ("string_type", "str_type"):
+        return "must be a string"
+    return err["msg"]
+
+
+def normalize_login(value: str, region: str) -> str:
+    """An email (lower-cased, normalised) or a phone number in E.164; anything else is a 400 on `id`."""
+    value = value.strip()
+    if not value:
+        raise ValidationError.field("id", "required")
+    if len(value) > LOGIN_MAX:
+        raise ValidationError.field("id", f"at most {LOGIN_MAX} characters")
+    if "@" in value:
+        try:
+            email = validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as e:
+            raise ValidationError.field("id", f"not a valid email address: {e}") from None
+        return email.lower()
+    if PHONE_CHARS.match(value):
+        try:
+            number = phonenumbers.parse(value, region)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is not None and phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        raise ValidationError.field("id", "not a valid phone number")
+    raise ValidationError.field("id", "must be an email address or a phone number")
+
+
+def check_password(password: str, field: str = "password") -> str:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise ValidationError.field(field, f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    return password
+
+
+def page_params(max_size: int = 100) -> tuple[int, int]:
+    """`page` (default 1) and `list_size` (default 10); an empty parameter means the default."""
+    return _positive_int("page", 1, None), _positive_int("list_size", 10, max_size)
+
+
+def _positive_int(name: str, default: int, maximum: int | None) -> int:
+    raw = request.args.get(name, "").strip()
+    if raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise ValidationError.field(name, "must be a positive integer")
+    value = int(raw)
+    if value < 1 or (maximum is not None and value > maximum):
+        bound = f"1 to {maximum}" if maximum else "at least 1"
+        raise ValidationError.field(name, f"must be {bound}")
+    return value
