@@ -15,3 +15,5 @@ accesslog = None  # the app logs one line per request, with its request id
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No runtime control socket: several instances on one host would fight over its default path.
+control_socket_disable = True
