@@ -1,11 +1,15 @@
 # make run: serve on :3000 (SQLite under instance/ unless DATABASE_URL says otherwise)
 # make test: the whole suite on SQLite and MySQL (MYSQL_TEST_URL; REQUIRE_MYSQL=1 makes a missing MySQL fail)
+#   and the browser tests (Debian's chromium + chromium-driver; REQUIRE_BROWSER=1 makes a missing browser fail)
+# make web: the web client in web/ on :8080 (WEB_PORT), another origin than the API on :3000
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ALEMBIC := $(VENV)/bin/alembic -c migrations/alembic.ini
+WEB_PORT ?= 8080
+WEB_HOST ?= 127.0.0.1
 
-.PHONY: run test migrate venv clean
+.PHONY: run test migrate venv clean web
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,5 +28,13 @@ run: migrate
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+web:
+	@echo "Web client: http://localhost:$(WEB_PORT)/  (API address: http://localhost:3000, or ?api=URL)"
+	$(PYTHON) -m http.server $(WEB_PORT) --bind $(WEB_HOST) --directory web
+
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+.PHONY: bench
+bench: venv
+	$(PY) bench/run.py
