@@ -2,6 +2,8 @@
 # make test: the whole suite on SQLite and MySQL (MYSQL_TEST_URL; REQUIRE_MYSQL=1 makes a missing MySQL fail)
 #   and the browser tests (Debian's chromium + chromium-driver; REQUIRE_BROWSER=1 makes a missing browser fail)
 # make web: the web client in web/ on :8080 (WEB_PORT), another origin than the API on :3000
+# make fuzz: only the schemathesis run of `make test` (MySQL; FUZZ_MAX_EXAMPLES, FUZZ_SEED), report printed
+# make docs-check: only the /docs render check in headless Chromium, which must be installed here
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,6 +29,13 @@ run: migrate
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: fuzz docs-check
+fuzz: venv
+	$(PY) -m pytest -s tests/fuzz $(PYTEST_ARGS)
+
+docs-check: venv
+	REQUIRE_BROWSER=1 $(PY) -m pytest tests/test_docs_render.py $(PYTEST_ARGS)
 
 web:
 	@echo "Web client: http://localhost:$(WEB_PORT)/  (API address: http://localhost:3000, or ?api=URL)"

@@ -42,6 +42,8 @@ class Config:
     ARGON2_PARALLELISM = int(os.environ.get("ARGON2_PARALLELISM", "1"))
     DEFAULT_PHONE_REGION = os.environ.get("DEFAULT_PHONE_REGION", "RU")
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
+    # flask purge-sessions: days revoked sessions and sign-in events are kept
+    SESSION_RETENTION_DAYS = int(os.environ.get("SESSION_RETENTION_DAYS", "30"))
 
     # rate limits
     RATELIMIT_ENABLED = as_bool(os.environ.get("RATELIMIT_ENABLED"), default=True)

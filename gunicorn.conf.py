@@ -3,7 +3,8 @@ import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
 # gthread: a slow upload or download holds one thread, never the whole worker or its heartbeat.
-worker_class = "gthread"
+# Its subclass answers gunicorn's own refusals (URL or headers too long) as JSON, like every other error.
+worker_class = "app.gunicorn_worker.JsonErrorWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))

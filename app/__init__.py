@@ -9,11 +9,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import cli, db
+from app import cli, db, openapi, storage
 from app.errors import register_error_handlers
 from app.extensions import limiter
 from app.security import Passwords, TokenPolicy
@@ -33,6 +33,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     configure_logging(app)
     configure_security(app)
     db.init_app(app)
+    storage.init_app(app)
     configure_http(app)
     register_error_handlers(app)
     register_blueprints(app)
@@ -107,9 +108,14 @@ def configure_http(app: Flask) -> None:
     limiter.init_app(app)
 
     @app.before_request
-    def start_request() -> None:
+    def start_request() -> Response | None:
         g.request_id = request_id_for_request()
         g.started = time.perf_counter()
+        # A CORS preflight is answered 2xx on any path, even one that will be 404 or 405, so the
+        # browser lets the page read the real request's JSON error instead of a bare CORS failure.
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return Response(status=204)
+        return None
 
     @app.after_request
     def finish_request(response):
@@ -127,7 +133,11 @@ def request_id_for_request() -> str:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.routes import auth, info
+    from app.routes import account, auth, files, info, roles
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(info.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(roles.bp)
+    app.register_blueprint(files.bp)
+    openapi.init_app(app)

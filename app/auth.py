@@ -1,14 +1,15 @@
-"""The bearer-token decorator: the only code that reads `Authorization` on protected routes."""
+"""The bearer-token and permission decorators: the only code that reads `Authorization` on protected routes."""
 import functools
 from datetime import timedelta
 from typing import Any, Callable
 
 from flask import current_app, g, request
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from app.db import get_db, utcnow
-from app.errors import InvalidToken, MissingToken
-from app.models import DeviceSession, User
+from app.errors import Forbidden, InvalidToken, MissingToken
+from app.models import DeviceSession, Role, User, UserRole
 
 TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is refreshed at most once a minute, not on every request
 
@@ -35,23 +36,48 @@ def authenticate() -> None:
     if token is None:
         raise MissingToken()
     claims = current_app.extensions["tokens"].decode_access(token)
-    db = get_db()
-    # One primary-key lookup (plus the user's row) without building ORM objects.
-    row = db.execute(
-        select(
-            DeviceSession.user_id, DeviceSession.revoked_at, DeviceSession.expires_at,
-            DeviceSession.last_used_at, User.login,
-        )
-        .join(User, User.id == DeviceSession.user_id)
-        .where(DeviceSession.id == claims["sid"])
-    ).first()
-    now = utcnow()
-    if row is None or row.revoked_at is not None or row.expires_at <= now or str(row.user_id) != claims["sub"]:
-        raise InvalidToken("the session of this token has been signed out")
-    if now - row.last_used_at > TOUCH_EVERY:
-        db.execute(
-            update(DeviceSession).where(DeviceSession.id == claims["sid"]).values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        db.commit()
+    with current_app.extensions["auth_engine"].connect() as connection:
+        # One primary-key lookup (plus the user's row) without building ORM objects.
+        row = connection.execute(
+            select(
+                DeviceSession.user_id, DeviceSession.revoked_at, DeviceSession.expires_at,
+                DeviceSession.last_used_at, User.login,
+            )
+            .join(User, User.id == DeviceSession.user_id)
+            .where(DeviceSession.id == claims["sid"])
+        ).first()
+        now = utcnow()
+        if row is None or row.revoked_at is not None or row.expires_at <= now or str(row.user_id) != claims["sub"]:
+            raise InvalidToken("the session of this token has been signed out")
+        if now - row.last_used_at > TOUCH_EVERY:
+            connection.execute(
+                update(DeviceSession).where(DeviceSession.id == claims["sid"]).values(last_used_at=now)
+            )
     g.user_id, g.session_id, g.login, g.claims = row.user_id, claims["sid"], row.login, claims
+
+
+def require_permission(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Authenticate, then check the permission in the database, so a revoked role counts on the next request."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            authenticate()
+            if not has_permission(get_db(), g.user_id, permission):
+                raise Forbidden(f"this needs the permission {permission!r}")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def has_permission(db: Session, user_id: int, permission: str) -> bool:
+    """True for a superuser or a holder of any role that lists the permission; one query."""
+    rows = db.execute(
+        select(User.is_superuser, Role.permissions)
+        .outerjoin(UserRole, UserRole.user_id == User.id)
+        .outerjoin(Role, Role.id == UserRole.role_id)
+        .where(User.id == user_id)
+    ).all()
+    return any(row.is_superuser or permission in (row.permissions or ()) for row in rows)

@@ -68,6 +68,10 @@ class Conflict(ApiError):
     status, code, message = 409, "conflict", "conflict"
 
 
+class RoleExists(Conflict):
+    code, message = "role_exists", "a role with this name already exists"
+
+
 class FileTooLarge(ApiError):
     status, code, message = 413, "file_too_large", "the upload is larger than the limit"
 
@@ -82,10 +86,13 @@ HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    412: "precondition_failed",
     413: "file_too_large",
+    414: "uri_too_long",
     415: "validation_error",
     416: "range_not_satisfiable",
     429: "rate_limited",
+    431: "headers_too_large",
 }
 
 
@@ -125,6 +132,8 @@ def register_error_handlers(app: Flask) -> None:
         elif status == 429:
             message = f"too many attempts ({e.description}); retry later"
             response.headers["Retry-After"] = str(_retry_after())
+        elif status == 416:
+            message = "the requested range is outside the file"
         elif status == 413:
             limit = request.max_content_length
             message = f"the request body is larger than the limit of {limit} bytes" if limit else "the request body is too large"

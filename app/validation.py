@@ -1,18 +1,23 @@
 """Request bodies and parameters into checked values, or a ValidationError naming the field."""
 import re
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import request
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 from pydantic import ValidationError as PydanticError
 
 from app.errors import ValidationError
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 LOGIN_MAX = 255
+LIST_SIZE_MAX = 100
+PAGE_MAX = 999_999_999  # nine digits: longer `page` values are refused before int() sees them
 PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-.]{3,32}$")
+# Role and permission names travel in JWTs and are compared byte for byte: keep them plain lower-case.
+NAME_PATTERN = r"^[a-z0-9_.:-]+$"
+NAME_MAX, DESCRIPTION_MAX, PERMISSIONS_MAX = 64, 255, 100
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,20 +26,75 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=4096)
 
 
+Login = Annotated[StrictStr, Field(
+    max_length=LOGIN_MAX,
+    description="An email address, or a phone number (E.164, or national in DEFAULT_PHONE_REGION).",
+    examples=["ann@example.com", "+79991234567"],
+    json_schema_extra={"anyOf": [{"format": "email"}, {"pattern": PHONE_CHARS.pattern}]},
+)]
+Password = Annotated[StrictStr, Field(
+    min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, description=f"{PASSWORD_MIN} to {PASSWORD_MAX} characters.",
+    examples=["correct horse"],
+)]
+
+
 class Credentials(Strict):
-    id: StrictStr
+    id: Login
     password: StrictStr
+
+
+class SignUp(Credentials):
+    password: Password
 
 
 class RefreshBody(Strict):
     refresh_token: StrictStr | None = None
 
 
+class AccountChange(Strict):
+    current_password: StrictStr
+    id: Login | None = None
+    password: Password | None = None
+
+
+Name = Annotated[StrictStr, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
+Description = Annotated[StrictStr, StringConstraints(max_length=DESCRIPTION_MAX)]
+Permissions = Annotated[list[Name], Field(max_length=PERMISSIONS_MAX)]
+
+
+class RoleCreate(Strict):
+    name: Name
+    description: Description = ""
+    permissions: Permissions
+
+
+def only_sent_fields(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a partial update: the defaults only make fields optional, they are never applied."""
+    for field in schema["properties"].values():
+        field.pop("default", None)
+    schema["minProperties"] = 1
+    schema["description"] = "Only the fields sent change; `null` is not a value."
+
+
+class RoleUpdate(Strict):
+    """Only the fields sent change (read with `model_dump(exclude_unset=True)`); null is not a value."""
+
+    model_config = ConfigDict(json_schema_extra=only_sent_fields)
+    name: Name = ""
+    description: Description = ""
+    permissions: Permissions = []
+
+
 def body() -> dict[str, Any]:
     """The request body as a dict: JSON or form-encoded; an empty body is an empty dict."""
     mimetype = request.mimetype
     if mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json")):
-        data = request.get_json(silent=True)
+        if not request.content_length and not request.headers.get("Transfer-Encoding"):
+            return {}  # a client that declares JSON by default but sends nothing has sent no fields
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nesting deeper than the parser's stack; `silent` covers only ValueError
+            data = None
         if not isinstance(data, dict):
             raise ValidationError("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
         return data
@@ -68,6 +128,8 @@ def _reason(err: dict[str, Any]) -> str:
         return "unknown field"
     if kind in ("string_type", "str_type"):
         return "must be a string"
+    if kind == "string_pattern_mismatch":
+        return "only lower-case letters, digits and _ . : - are allowed"
     return err["msg"]
 
 
@@ -101,7 +163,7 @@ def check_password(password: str, field: str = "password") -> str:
     return password
 
 
-def page_params(max_size: int = 100) -> tuple[int, int]:
+def page_params(max_size: int = LIST_SIZE_MAX) -> tuple[int, int]:
     """`page` (default 1) and `list_size` (default 10); an empty parameter means the default."""
     return _positive_int("page", 1, None), _positive_int("list_size", 10, max_size)
 
@@ -110,7 +172,7 @@ def _positive_int(name: str, default: int, maximum: int | None) -> int:
     raw = request.args.get(name, "").strip()
     if raw == "":
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(PAGE_MAX)):
         raise ValidationError.field(name, "must be a positive integer")
     value = int(raw)
     if value < 1 or (maximum is not None and value > maximum):

@@ -120,6 +120,7 @@ def make_app(backend, database_urls, tmp_path):
     yield build
     for app in apps:
         app.extensions["engine"].dispose()
+        app.extensions["auth_engine"].dispose()
     if apps:
         wipe_rows(apps[0].extensions["engine"])
         apps[0].extensions["engine"].dispose()
@@ -199,17 +200,30 @@ def stop_gunicorn(server: LiveServer) -> None:
 
 
 @pytest.fixture
-def live_server(backend, database_urls, tmp_path, app) -> Iterator[LiveServer]:
+def make_live_server(backend, database_urls, tmp_path, app) -> Iterator:
+    """Start gunicorn on this test's backend with extra environment (e.g. MAX_UPLOAD_BYTES); stopped afterwards."""
+    servers: list[LiveServer] = []
+
+    def start(**env_overrides: str) -> LiveServer:
+        env = {
+            "DATABASE_URL": database_urls[backend],
+            "JWT_SECRET": JWT_TEST_SECRET,
+            "UPLOAD_DIR": app.config["UPLOAD_DIR"],
+            "RATELIMIT_ENABLED": "false",
+            "ARGON2_TIME_COST": "1",
+            "ARGON2_MEMORY_KIB": "8192",
+            "LOG_LEVEL": "WARNING",
+            **env_overrides,
+        }
+        servers.append(start_gunicorn(env, tmp_path))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        stop_gunicorn(server)
+
+
+@pytest.fixture
+def live_server(make_live_server) -> LiveServer:
     """gunicorn serving this test's backend; `app` is the same database, for setup and the final wipe."""
-    env = {
-        "DATABASE_URL": database_urls[backend],
-        "JWT_SECRET": JWT_TEST_SECRET,
-        "UPLOAD_DIR": app.config["UPLOAD_DIR"],
-        "RATELIMIT_ENABLED": "false",
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "8192",
-        "LOG_LEVEL": "WARNING",
-    }
-    server = start_gunicorn(env, tmp_path)
-    yield server
-    stop_gunicorn(server)
+    return make_live_server()

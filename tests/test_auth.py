@@ -88,7 +88,11 @@ def test_sign_up_rejects_bad_input_naming_the_field(client, body, field):
 
 @pytest.mark.parametrize(
     "data, content_type",
-    [("{not json", "application/json"), ("[1, 2]", "application/json"), ("id=x", "text/plain"), ("", "application/json")],
+    [
+        ("{not json", "application/json"), ("[1, 2]", "application/json"), ("id=x", "text/plain"),
+        ("", "application/json"),
+        ("[" * 100_000, "application/json"),  # nested deeper than the JSON parser's recursion limit
+    ],
 )
 def test_malformed_or_unsupported_bodies_are_400(client, data, content_type):
     response = client.post("/signup", data=data, content_type=content_type)
@@ -201,7 +205,7 @@ def test_expired_access_token_is_token_expired(make_app):
     assert client.get("/info", headers=bearer(refreshed.json["data"]["access_token"])).status_code == 200
 
 
-@pytest.mark.parametrize("carrier", ["json", "form", "bearer", "cookie"])
+@pytest.mark.parametrize("carrier", ["json", "form", "bearer", "bearer with a JSON type but no body", "cookie"])
 def test_refresh_accepts_every_carrier(app, carrier):
     client = app.test_client()
     tokens = sign_up(client)
@@ -211,6 +215,9 @@ def test_refresh_accepts_every_carrier(app, carrier):
         response = client.post("/signin/new_token", data={"refresh_token": tokens["refresh_token"]})
     elif carrier == "bearer":
         response = client.post("/signin/new_token", headers=bearer(tokens["refresh_token"]))
+    elif carrier == "bearer with a JSON type but no body":
+        headers = {**bearer(tokens["refresh_token"]), "Content-Type": "application/json"}
+        response = client.post("/signin/new_token", headers=headers)
     else:
         assert client.get_cookie("refresh_token", path="/signin").value == tokens["refresh_token"]
         response = client.post("/signin/new_token")
@@ -488,3 +495,17 @@ def test_parallel_refreshes_have_exactly_one_winner(live_server, app):
     for thread in threads:
         thread.join()
     assert sorted(results) == [200] + [401] * 7, live_server.log()
+
+
+def test_preflight_is_2xx_even_where_the_request_would_fail(client):
+    for path in ("/no/such/route", "/file/download/abc", "/signup"):
+        response = client.options(path, headers={
+            "Origin": "https://app.example.net",
+            "Access-Control-Request-Method": "DELETE",
+            "Access-Control-Request-Headers": "authorization",
+        })
+        assert response.status_code == 204, path
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert "DELETE" in response.headers["Access-Control-Allow-Methods"]
+    # a plain OPTIONS (no preflight) still gets Flask's automatic answer with Allow
+    assert "POST" in client.options("/signup").headers["Allow"]

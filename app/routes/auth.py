@@ -4,14 +4,11 @@ from app.auth import bearer_token, token_required
 from app.db import get_db, utcnow
 from app.errors import ApiError, ValidationError
 from app.extensions import client_address, limiter
-from app.responses import ok, token_json
+from app.responses import COOKIE_PATH, REFRESH_COOKIE, clear_refresh_cookie, ok, token_json
 from app.services.accounts import Client, IssuedTokens, log_out, refresh, sign_in, sign_up
-from app.validation import Credentials, RefreshBody, body, check_password, normalize_login, parse
+from app.validation import Credentials, RefreshBody, SignUp, body, normalize_login, parse
 
 bp = Blueprint("auth", __name__)
-
-REFRESH_COOKIE = "refresh_token"
-COOKIE_PATH = "/signin"
 
 
 def login_key() -> str:
@@ -44,8 +41,8 @@ def client() -> Client:
     return Client(ip=client_address()[:45], user_agent=request.user_agent.string[:255])
 
 
-def credentials() -> tuple[str, str]:
-    data = parse(Credentials, body())
+def credentials(model: type[Credentials] = Credentials) -> tuple[str, str]:
+    data = parse(model, body())
     login = normalize_login(data.id, current_app.config["DEFAULT_PHONE_REGION"])
     return login, data.password
 
@@ -62,8 +59,7 @@ def token_response(tokens: IssuedTokens, status: int) -> tuple[Response, int]:
 @bp.post("/signup")
 @limiter.limit(signup_limit)
 def signup():
-    login, password = credentials()
-    check_password(password)
+    login, password = credentials(SignUp)
     ext = current_app.extensions
     tokens = sign_up(get_db(), ext["passwords"], ext["tokens"], login, password, client(), utcnow())
     return token_response(tokens, 201)
@@ -95,5 +91,5 @@ def new_token():
 def logout():
     log_out(get_db(), g.session_id, utcnow())
     response, status = ok({"logged_out": True})
-    response.delete_cookie(REFRESH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=request.is_secure)
+    clear_refresh_cookie(response)
     return response, status

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidCredentials, InvalidRefreshToken, UserExists
-from app.models import DeviceSession, LoginEvent, RefreshToken, User
+from app.models import DeviceSession, LoginEvent, RefreshToken, Role, User, UserRole
 from app.security import Passwords, TokenPolicy, new_refresh_token, new_session_id, token_hash
 
 log = logging.getLogger("app.accounts")
@@ -31,8 +31,11 @@ class IssuedTokens:
 
 
 def role_names(db: Session, user_id: int) -> list[str]:
-    """The user's role names for the `roles` claim (none until roles exist)."""
-    return []
+    """The user's role names, sorted, for the `roles` claim of access tokens."""
+    return list(db.scalars(
+        select(Role.name).join(UserRole, UserRole.role_id == Role.id)
+        .where(UserRole.user_id == user_id).order_by(Role.name)
+    ))
 
 
 def sign_up(

@@ -1,0 +1,142 @@
+"""A user's own account: devices, sign-in history, change of login or password; superusers; purge of old rows."""
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import Forbidden, NotFound, UserExists, ValidationError
+from app.models import DeviceSession, LoginEvent, RefreshToken, User
+from app.security import Passwords
+
+
+@dataclass(frozen=True)
+class Purged:
+    sessions: int
+    refresh_tokens: int
+    login_events: int
+
+
+def live_sessions(db: Session, user_id: int, now: datetime) -> list[DeviceSession]:
+    return list(db.scalars(
+        select(DeviceSession)
+        .where(DeviceSession.user_id == user_id, DeviceSession.revoked_at.is_(None), DeviceSession.expires_at > now)
+        .order_by(DeviceSession.created_at.desc(), DeviceSession.id)
+    ))
+
+
+def revoke_session(db: Session, user_id: int, session_id: str, now: datetime) -> None:
+    revoked = db.execute(
+        update(DeviceSession)
+        .where(
+            DeviceSession.id == session_id, DeviceSession.user_id == user_id,
+            DeviceSession.revoked_at.is_(None), DeviceSession.expires_at > now,
+        )
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.commit()
+    if revoked != 1:
+        raise NotFound("no such session")  # the same answer for another user's session
+
+
+def log_out_all(db: Session, user_id: int, now: datetime) -> int:
+    count = _revoke_all(db, user_id, now)
+    db.commit()
+    return count
+
+
+def _revoke_all(db: Session, user_id: int, now: datetime, keep: str | None = None) -> int:
+    query = (
+        update(DeviceSession)
+        .where(DeviceSession.user_id == user_id, DeviceSession.revoked_at.is_(None), DeviceSession.expires_at > now)
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if keep is not None:
+        query = query.where(DeviceSession.id != keep)
+    return db.execute(query).rowcount
+
+
+def login_history(db: Session, user_id: int, page: int, list_size: int) -> tuple[list[LoginEvent], int]:
+    mine = LoginEvent.user_id == user_id
+    total = db.scalar(select(func.count()).select_from(LoginEvent).where(mine)) or 0
+    events = db.scalars(
+        select(LoginEvent).where(mine)
+        .order_by(LoginEvent.at.desc(), LoginEvent.id.desc())
+        .limit(list_size).offset((page - 1) * list_size)
+    )
+    return list(events), total
+
+
+def change_account(
+    db: Session, passwords: Passwords, user_id: int, session_id: str, current_password: str,
+    new_login: str | None, new_password: str | None, now: datetime,
+) -> str:
+    """Change the login and/or password; a new password signs out every other device in the same commit."""
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    if not passwords.verify(user.password_hash, current_password):
+        raise Forbidden("current_password is wrong", {"fields": {"current_password": "wrong password"}})
+    if new_login is not None and new_login != user.login:
+        if db.scalar(select(User.id).where(User.login == new_login)) is not None:
+            raise UserExists()
+        user.login = new_login
+    if new_password is not None:
+        user.password_hash = passwords.hash(new_password)
+        _revoke_all(db, user_id, now, keep=session_id)
+    try:
+        db.commit()
+    except IntegrityError:  # a parallel sign-up or rename took the login first
+        db.rollback()
+        raise UserExists() from None
+    return user.login
+
+
+def make_superuser(db: Session, passwords: Passwords, login: str, password: str | None, now: datetime) -> bool:
+    """Create the user as a superuser, or promote an existing one; True when created.
+
+    A password given for an existing user replaces theirs and signs out all their devices.
+    """
+    user = db.scalar(select(User).where(User.login == login))
+    if user is None:
+        if password is None:
+            raise ValidationError.field("password", "required to create a new user")
+        db.add(User(login=login, password_hash=passwords.hash(password), created_at=now, is_superuser=True))
+        try:
+            db.commit()
+            return True
+        except IntegrityError:  # created in parallel: promote that one instead
+            db.rollback()
+            user = db.scalars(select(User).where(User.login == login)).one()
+    user.is_superuser = True
+    if password is not None:
+        user.password_hash = passwords.hash(password)
+        _revoke_all(db, user.id, now)
+    db.commit()
+    return False
+
+
+def user_exists(db: Session, login: str) -> bool:
+    return db.scalar(select(User.id).where(User.login == login)) is not None
+
+
+def purge(db: Session, now: datetime, keep: timedelta) -> Purged:
+    """Expired sessions always go; revoked sessions, expired refresh tokens and sign-in events after `keep`."""
+    cutoff = now - keep
+    # A session's refresh tokens go with it (ON DELETE CASCADE).
+    sessions = db.execute(
+        delete(DeviceSession).where(or_(DeviceSession.expires_at <= now, DeviceSession.revoked_at < cutoff))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    # Rotated tokens of live sessions pile up with every refresh; expired ones can never be accepted again.
+    tokens = db.execute(
+        delete(RefreshToken).where(RefreshToken.expires_at <= cutoff).execution_options(synchronize_session=False)
+    ).rowcount
+    events = db.execute(
+        delete(LoginEvent).where(LoginEvent.at < cutoff).execution_options(synchronize_session=False)
+    ).rowcount
+    db.commit()
+    return Purged(sessions=sessions, refresh_tokens=tokens, login_events=events)

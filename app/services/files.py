@@ -1,0 +1,302 @@
+"""Private files: rows and stored bytes kept in step.
+
+A row only ever points at bytes that are fully stored: bytes are written first and removed only
+after the row that pointed at them is gone. A crash in between can leave an orphan blob (found by
+the storage-check command), never a row without bytes.
+"""
+import logging
+import mimetypes
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import BinaryIO
+
+import magic
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.errors import Conflict, FileTooLarge, InvalidToken, NotFound, ServiceUnavailable
+from app.models import File
+from app.storage import BlobInfo, ByteStream, Storage
+
+log = logging.getLogger("app.files")
+
+NAME_MAX = 255
+EXTENSION_MAX = 32
+FALLBACK_NAME = "file"
+SNIFF_BYTES = 8192  # zip-based office formats and tar headers are recognised within the first few KiB
+RETRIES = 5
+IN_CHUNKS = 1000  # keys per IN (...) when re-checking
+GENERIC_MIME = "application/octet-stream"
+
+_magic = magic.Magic(mime=True)  # one libmagic handle, loaded once; python-magic serialises calls on it
+# Python's built-in table only (not the host's /etc/mime.types), so a name maps to the same type everywhere,
+# plus common formats that table lacks.
+_by_name = mimetypes.MimeTypes()
+for _type, _extension in [
+    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", ".docx"),
+    ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx"),
+    ("application/vnd.openxmlformats-officedocument.presentationml.presentation", ".pptx"),
+    ("application/vnd.oasis.opendocument.text", ".odt"),
+    ("application/vnd.oasis.opendocument.spreadsheet", ".ods"),
+    ("application/epub+zip", ".epub"),
+    ("text/markdown", ".md"),
+    ("application/yaml", ".yaml"),
+    ("application/yaml", ".yml"),
+    ("application/x-7z-compressed", ".7z"),
+]:
+    _by_name.add_type(_type, _extension)
+UNRECOGNISED = {"application/octet-stream", "application/x-empty", "inode/x-empty"}
+TEXT_TYPES = {"application/json", "application/xml", "application/javascript", "application/x-sh", "application/yaml",
+              "image/svg+xml"}
+ZIP_BASED = ("application/vnd.openxmlformats", "application/vnd.oasis.opendocument", "application/epub+zip")
+
+
+# -- names and types ---------------------------------------------------------------------------
+
+
+def display_name(client_name: str) -> str:
+    """The client's file name without any directory part (either slash), control characters or excess length."""
+    name = PureWindowsPath(client_name.replace("\x00", "")).name
+    name = "".join(c for c in name if c.isprintable()).strip()
+    if name in ("", ".", ".."):
+        return FALLBACK_NAME
+    if len(name) > NAME_MAX:
+        suffix = PurePosixPath(name).suffix
+        suffix = suffix if len(suffix) <= EXTENSION_MAX + 1 else ""
+        name = name[: NAME_MAX - len(suffix)] + suffix
+    return name
+
+
+def extension_of(name: str) -> str:
+    suffix = PurePosixPath(name).suffix.lower().removeprefix(".")
+    return suffix if len(suffix) <= EXTENSION_MAX else ""
+
+
+def detect_mime(head: bytes, name: str) -> str:
+    """From the content where libmagic recognises it, else from the name, else application/octet-stream."""
+    sniffed = _magic.from_buffer(head) if head else "application/x-empty"
+    guessed = _by_name.guess_type(name, strict=False)[0] or ""
+    if sniffed in UNRECOGNISED:
+        return guessed or GENERIC_MIME
+    # Content sniffing only knows "some text" or "some zip"; the name may say which (a CSV, a DOCX).
+    if sniffed == "text/plain" and (guessed.startswith("text/") or guessed in TEXT_TYPES):
+        return guessed
+    if sniffed == "application/zip" and guessed.startswith(ZIP_BASED):
+        return guessed
+    return sniffed
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def get_own_file(db: Session, owner_id: int, file_id: int) -> File:
+    record = db.scalar(select(File).where(File.id == file_id, File.owner_id == owner_id))
+    if record is None:
+        raise NotFound("file not found")  # the same answer for "missing" and "not yours"
+    return record
+
+
+def list_files(db: Session, owner_id: int, page: int, list_size: int) -> tuple[list[File], int]:
+    """One page of the owner's files, newest first, and the owner's total."""
+    total = db.scalar(select(func.count()).select_from(File).where(File.owner_id == owner_id)) or 0
+    offset = (page - 1) * list_size
+    if offset >= total:
+        return [], total
+    newest_first = (File.uploaded_at.desc(), File.id.desc())
+    # Deferred join: skip `offset` entries on the ix_files_owner_id_newest index alone, then fetch whole rows.
+    page_ids = (
+        select(File.id).where(File.owner_id == owner_id)
+        .order_by(*newest_first).limit(list_size).offset(offset).subquery()
+    )
+    items = db.scalars(select(File).join(page_ids, File.id == page_ids.c.id).order_by(*newest_first)).all()
+    return list(items), total
+
+
+def open_own_file(db: Session, storage: Storage, owner_id: int, file_id: int) -> tuple[File, BinaryIO]:
+    """The row and an open stream of exactly the bytes it describes."""
+    for _ in range(RETRIES):
+        record = get_own_file(db, owner_id, file_id)
+        try:
+            return record, storage.open(record.storage_key)
+        except FileNotFoundError:
+            # Replaced or deleted since we read the row (old bytes go only after the commit): read it again.
+            db.rollback()
+    # The row outlived its bytes (a lost volume, a hand-deleted file): storage-check reports it.
+    log.error("file %s: the stored bytes %s are missing", file_id, record.storage_key)
+    raise ServiceUnavailable("the file's content is unavailable in storage")
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Intake:
+    """The upload as storage reads it: capped at `max_bytes` while reading, first bytes kept for sniffing."""
+
+    stream: ByteStream
+    max_bytes: int
+    size: int = 0
+    head: bytes = field(default=b"", repr=False)
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self.stream.read(size)
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise FileTooLarge(f"the file is larger than the limit of {self.max_bytes} bytes")
+        if len(self.head) < SNIFF_BYTES:
+            self.head += chunk[: SNIFF_BYTES - len(self.head)]
+        return chunk
+
+
+def upload_file(
+    db: Session, storage: Storage, owner_id: int, stream: ByteStream, client_name: str, max_bytes: int,
+) -> File:
+    db.commit()  # hold no connection or snapshot while the bytes stream in
+    intake = Intake(stream, max_bytes)
+    blob = storage.save(intake)
+    try:
+        name, now = display_name(client_name), utcnow()
+        record = File(
+            owner_id=owner_id, name=name, extension=extension_of(name), mime_type=detect_mime(intake.head, name),
+            size=blob.size, sha256=blob.sha256, storage_key=blob.key, uploaded_at=now, updated_at=now,
+        )
+        db.add(record)
+        db.commit()
+    except IntegrityError:
+        # The only constraint a new row can break is its owner: the account was deleted meanwhile.
+        db.rollback()
+        _discard(storage, blob.key)
+        raise InvalidToken("the account of this token no longer exists") from None
+    except BaseException:
+        db.rollback()
+        _discard(storage, blob.key)
+        raise
+    return record
+
+
+def replace_file(
+    db: Session, storage: Storage, owner_id: int, file_id: int, stream: ByteStream, client_name: str,
+    max_bytes: int,
+) -> File:
+    """New bytes under a new key, the row switched in one conditional UPDATE, then the old bytes removed.
+
+    Of two overlapping replacements of one file the first to commit wins; the other stores nothing
+    and answers 409, so no client is told its content was saved when it was not.
+    """
+    record = get_own_file(db, owner_id, file_id)
+    old_key = record.storage_key
+    name = display_name(client_name) if client_name.strip() else record.name
+    db.commit()
+    intake = Intake(stream, max_bytes)
+    blob = storage.save(intake)
+    try:
+        switched = db.execute(
+            update(File)
+            .where(File.id == file_id, File.owner_id == owner_id, File.storage_key == old_key)
+            .values(
+                name=name, extension=extension_of(name), mime_type=detect_mime(intake.head, name),
+                size=blob.size, sha256=blob.sha256, storage_key=blob.key, updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if switched != 1:
+            db.rollback()
+            get_own_file(db, owner_id, file_id)  # 404 if it was deleted meanwhile
+            raise Conflict("the file was replaced by another request while this one was uploading")
+        db.commit()
+    except BaseException:
+        db.rollback()
+        _discard(storage, blob.key)
+        raise
+    _discard(storage, old_key)
+    db.refresh(record)
+    return record
+
+
+def delete_file(db: Session, storage: Storage, owner_id: int, file_id: int) -> None:
+    for _ in range(RETRIES):
+        key = get_own_file(db, owner_id, file_id).storage_key
+        # Conditional on the key we read, so bytes of a replacement committed meanwhile are not orphaned.
+        deleted = db.execute(
+            delete(File).where(File.id == file_id, File.owner_id == owner_id, File.storage_key == key)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if deleted == 1:
+            db.commit()
+            _discard(storage, key)
+            return
+        db.rollback()
+    raise Conflict("the file kept changing; try again")
+
+
+def _discard(storage: Storage, key: str) -> None:
+    """Remove bytes no row points at; if that fails they stay an orphan for the storage-check command."""
+    try:
+        storage.delete(key)
+    except OSError:
+        log.exception("could not remove stored bytes %s; storage-check --repair will", key)
+
+
+# -- consistency check -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissingBytes:
+    file_id: int
+    owner_id: int
+    storage_key: str
+
+
+@dataclass
+class StorageReport:
+    rows: int = 0
+    blobs: int = 0
+    orphans: list[BlobInfo] = field(default_factory=list)  # stored bytes no row points at
+    unfinished: list[BlobInfo] = field(default_factory=list)  # writes cut short (by a crash)
+    missing: list[MissingBytes] = field(default_factory=list)  # rows whose bytes are gone: not repairable
+    too_recent: int = 0  # unreferenced, but possibly an upload whose row is being committed right now
+    removed: int = 0
+
+
+def check_storage(db: Session, storage: Storage, min_age: float, repair: bool) -> StorageReport:
+    """Compare rows with stored bytes; with `repair`, remove what no row points at and is older than `min_age` s."""
+    report = StorageReport()
+    rows = {key: (file_id, owner_id) for key, file_id, owner_id in db.execute(
+        select(File.storage_key, File.id, File.owner_id))}
+    report.rows = len(rows)
+    now, stored = time.time(), set()
+    for blob in storage.blobs():
+        stored.add(blob.key)
+        if blob.key in rows:
+            continue
+        if now - blob.modified < min_age:
+            report.too_recent += 1
+        else:
+            report.orphans.append(blob)
+    report.blobs = len(stored)
+    db.commit()  # a fresh snapshot: rows committed while we listed must not be mistaken for orphans
+    claimed = _keys_with_rows(db, [blob.key for blob in report.orphans])
+    report.orphans = [blob for blob in report.orphans if blob.key not in claimed]
+    report.unfinished = [blob for blob in storage.unfinished() if now - blob.modified >= min_age]
+    gone = [key for key in rows if key not in stored]
+    still_referenced = _keys_with_rows(db, gone)
+    report.missing = [
+        MissingBytes(*rows[key], key) for key in gone if key in still_referenced and not storage.exists(key)
+    ]
+    if repair:
+        for blob in report.orphans:
+            storage.delete(blob.key)
+        for blob in report.unfinished:
+            storage.delete_unfinished(blob.key)
+        report.removed = len(report.orphans) + len(report.unfinished)
+    return report
+
+
+def _keys_with_rows(db: Session, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(keys), IN_CHUNKS):
+        found.update(db.scalars(select(File.storage_key).where(File.storage_key.in_(keys[start:start + IN_CHUNKS]))))
+    return found

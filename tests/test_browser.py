@@ -1,0 +1,559 @@
+"""The web client (web/) in headless Chromium, served from its own origin, against a real gunicorn.
+
+The page and the API listen on two ports, so every API call the browser makes is cross-origin:
+these tests are the proof that the CORS contract (SPEC §5) works for a real frontend.
+Chromium and its driver are Debian's (`apt-get install chromium chromium-driver`); without them
+the tests are skipped with a banner, and REQUIRE_BROWSER=1 turns that into a failure.
+WEB_SCREENSHOT=docs/web-client.png saves the page after an upload (the README's picture).
+"""
+import base64
+import contextlib
+import functools
+import http.server
+import json
+import os
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.conftest import BACKENDS, PASSWORD
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB_DIR = ROOT / "web"
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
+REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
+SCREENSHOT = os.environ.get("WEB_SCREENSHOT")
+# Without these, Chromium keeps trying to reach Google's services, and on a closed network it stalls.
+LAUNCH_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--window-size=1100,1000", "--lang=en-US",
+]
+SHORT_TTL = 3  # seconds: long enough for one page load, short enough to wait out
+WAIT = 20  # seconds for anything the page does; gthread gunicorn on loopback answers in milliseconds
+CORS_ERROR = re.compile(r"CORS policy|Access-Control-Allow|preflight", re.IGNORECASE)
+PAGE_ERROR = re.compile(r"Uncaught|SyntaxError|TypeError|ReferenceError|Content Security Policy")
+
+
+# --- availability --------------------------------------------------------------------------
+
+
+def browser_missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "the selenium package is not installed (pip install -r requirements-dev.txt)"
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.access(path, os.X_OK):
+            return f"{path} not found (Debian package {package})"
+    return None
+
+
+class SkipBanner:
+    """Makes a skipped browser suite impossible to miss at the end of the run."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        terminalreporter.write_sep("!", "BROWSER TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(self.reason, red=True)
+        terminalreporter.write_line(
+            "apt-get install chromium chromium-driver to run them; REQUIRE_BROWSER=1 makes this fail.", red=True
+        )
+
+
+@pytest.fixture(scope="session")
+def chromium(request) -> None:
+    missing = browser_missing()
+    if missing is None:
+        return
+    if REQUIRE_BROWSER:
+        pytest.fail(f"REQUIRE_BROWSER=1 but {missing}", pytrace=False)
+    if not request.config.pluginmanager.has_plugin("browser-skip-banner"):
+        request.config.pluginmanager.register(SkipBanner(missing), "browser-skip-banner")
+    pytest.skip(f"BROWSER TESTS SKIPPED: {missing}")
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve_directory(directory: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """What `make web` runs (http.server), in a thread, on a free loopback port."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture(scope="session")
+def web_origin() -> Iterator[str]:
+    server, url = serve_directory(WEB_DIR)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def one_backend(backend: str) -> None:
+    # The browser proves the client and CORS; the API's database behaviour is covered per backend elsewhere.
+    if backend != BACKENDS[0]:
+        pytest.skip(f"the browser flow runs on one database backend ({BACKENDS[0]})")
+
+
+@pytest.fixture
+def api_server(chromium, backend, request):
+    one_backend(backend)
+    return request.getfixturevalue("live_server")
+
+
+@pytest.fixture
+def short_token_server(chromium, backend, request, monkeypatch):
+    """gunicorn issuing 3-second access tokens, so the page has to refresh them."""
+    one_backend(backend)
+    monkeypatch.setenv("ACCESS_TOKEN_TTL", str(SHORT_TTL))
+    return request.getfixturevalue("live_server")
+
+
+# --- the browser ---------------------------------------------------------------------------
+
+
+class Browser:
+    """One headless Chromium with its own profile: one "device"."""
+
+    def __init__(self, tmp_path: Path, name: str):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.tmp_path, self.name = tmp_path, name
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in LAUNCH_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={tmp_path / f'{name}-profile'}")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        options.add_experimental_option("prefs", {"download.prompt_for_download": False})
+        # An explicit driver path: Selenium Manager is never run, so nothing is downloaded.
+        service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / f"{name}-chromedriver.log"))
+        self.driver = webdriver.Chrome(service=service, options=options)
+        self.console: list[dict] = []
+        self.downloads = 0
+
+    def quit(self) -> None:
+        try:
+            self.read_console()
+        finally:
+            self.driver.quit()
+
+    def read_console(self) -> list[dict]:
+        self.console += self.driver.get_log("browser")  # each call drains Chromium's buffer
+        return self.console
+
+    # page access
+
+    def open(self, url: str) -> None:
+        self.driver.get(url)
+        self.wait(lambda: self.js("return document.readyState") == "complete", "page loaded")
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def el(self, css: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def text(self, css: str) -> str:
+        return self.js("const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null", css)
+
+    def shown(self, css: str) -> bool:
+        return bool(self.js("const e = document.querySelector(arguments[0]); return !!e && !e.closest('[hidden]')", css))
+
+    def choose(self, css: str, option: str) -> None:
+        from selenium.webdriver.support.select import Select
+
+        Select(self.el(css)).select_by_visible_text(option)
+
+    def click(self, css: str) -> None:
+        self.el(css).click()
+
+    def fill(self, css: str, value: str) -> None:
+        field = self.el(css)
+        field.clear()
+        field.send_keys(value)
+
+    def wait(self, condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+        """Polls until `condition()` is truthy; a timeout fails with what the page shows."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"[{self.name}] timed out waiting for: {what}\n{self.describe()}")
+            time.sleep(0.05)
+
+    def describe(self) -> str:
+        lines = [
+            f"error area: {self.text('#error')!r}",
+            f"status area: {self.text('#status')!r}",
+            f"signed in as: {self.text('#whoami')!r}",
+        ]
+        lines += [f"console: {entry['level']} {entry['message']}" for entry in self.read_console()[-20:]]
+        return "\n".join(lines)
+
+    def wait_status(self, text: str) -> None:
+        self.wait(lambda: text in (self.text("#status") or ""), f"status {text!r}")
+
+    def wait_error(self) -> str:
+        return self.wait(lambda: self.text("#error"), "a message in the error area")
+
+    def error_free(self) -> None:
+        assert self.text("#error") == "", self.describe()
+
+    # the page's parts
+
+    def sign(self, action: str, login: str, password: str) -> None:
+        self.fill("#login-id", login)
+        self.fill("#password", password)
+        self.click(f"#{action}")
+
+    def files(self) -> list[dict]:
+        """The rows of the file table, read in one go (the table may re-render meanwhile)."""
+        return self.js(
+            """return [...document.querySelectorAll('#files tbody tr')].map(row => ({
+                 id: row.dataset.id,
+                 name: row.querySelector('.name').textContent,
+                 size: Number(row.querySelector('.size').title.split(' ')[0]),
+               }))"""
+        )
+
+    def file_named(self, name: str) -> dict:
+        return self.wait(lambda: next((f for f in self.files() if f["name"] == name), None), f"file {name!r} listed")
+
+    def sessions(self) -> list[dict]:
+        return self.js(
+            """return [...document.querySelectorAll('#sessions li')].map(item => ({
+                 id: item.dataset.id, current: item.classList.contains('current'),
+                 text: item.textContent,
+               }))"""
+        )
+
+    def watch_progress(self) -> None:
+        """Records every value the upload percentage shows, as the XHR progress events set it."""
+        self.js(
+            """window.seenProgress = [];
+               const out = document.getElementById('upload-percent');
+               new MutationObserver(() => window.seenProgress.push(out.textContent))
+                 .observe(out, {childList: true, characterData: true, subtree: true});"""
+        )
+
+    def seen_progress(self) -> list[int]:
+        return [int(value.split()[0]) for value in self.js("return window.seenProgress")]
+
+    def download(self, file_id: str) -> Path:
+        """Clicks Download and returns the file Chromium saved, in a directory of its own."""
+        self.downloads += 1
+        target = self.tmp_path / f"{self.name}-download-{self.downloads}"
+        target.mkdir()
+        self.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(target)})
+        self.click(f'#files tr[data-id="{file_id}"] button.download')
+
+        def finished() -> Path | None:
+            done = [p for p in target.iterdir() if not p.name.endswith(".crdownload")]
+            partial = [p for p in target.iterdir() if p.name.endswith(".crdownload")]
+            return done[0] if done and not partial else None
+
+        return self.wait(finished, f"a download in {target}")
+
+    @contextlib.contextmanager
+    def slow_upload(self, bytes_per_second: int) -> Iterator[None]:
+        """DevTools network throttling: on loopback a 3 MB upload is otherwise one progress event."""
+        self.driver.execute_cdp_cmd("Network.enable", {})
+        self.driver.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": bytes_per_second},
+        )
+        try:
+            yield
+        finally:
+            self.driver.execute_cdp_cmd(
+                "Network.emulateNetworkConditions",
+                {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+            )
+
+    def save_full_page(self, path: Path) -> None:
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        })
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def count_requests(self, path: str) -> int:
+        """How many times the page has fetched `path` (resource timing lists fetch and XHR)."""
+        return self.js(
+            "return performance.getEntriesByType('resource')"
+            ".filter(e => new URL(e.name).pathname === arguments[0]).length",
+            path,
+        )
+
+
+@pytest.fixture
+def browsers(chromium, tmp_path) -> Iterator[Callable[[str], Browser]]:
+    opened: list[Browser] = []
+
+    def open_browser(name: str) -> Browser:
+        browser = Browser(tmp_path, name)
+        opened.append(browser)
+        return browser
+
+    yield open_browser
+    for browser in opened:
+        browser.quit()
+
+
+def assert_clean_console(*browsers: Browser) -> None:
+    """A blocked preflight or a script error fails the test even if the page seemed fine."""
+    for browser in browsers:
+        bad = [
+            entry["message"] for entry in browser.read_console()
+            if CORS_ERROR.search(entry["message"]) or PAGE_ERROR.search(entry["message"])
+        ]
+        assert not bad, f"[{browser.name}] console errors:\n" + "\n".join(bad)
+
+
+def page_url(web_origin: str, api_url: str | None = None) -> str:
+    return f"{web_origin}/" + (f"?api={urllib.parse.quote(api_url, safe='')}" if api_url else "")
+
+
+def api_error_message(api_url: str, path: str, payload: dict) -> str:
+    """What the API itself answers, to compare with what the page shows."""
+    request = urllib.request.Request(
+        api_url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST",
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10)
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read())["error"]["message"]
+    raise AssertionError(f"{path} unexpectedly succeeded")
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+def test_console_check_catches_a_blocked_cross_origin_request(browsers, web_origin):
+    """The CORS check below is not vacuous: a request to an origin without CORS headers shows up."""
+    other, other_url = serve_directory(WEB_DIR)  # plain http.server: no Access-Control-Allow-Origin
+    try:
+        browser = browsers("probe")
+        browser.open(page_url(web_origin))
+        outcome = browser.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(arguments[0], {headers: {Authorization: 'Bearer x'}})"
+            ".then(() => done('allowed'), (e) => done('blocked: ' + e.message));",
+            f"{other_url}/index.html",
+        )
+        assert outcome.startswith("blocked"), outcome
+        browser.wait(lambda: any(CORS_ERROR.search(e["message"]) for e in browser.read_console()), "a CORS console error")
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_sign_in_errors_phone_login_api_address_and_token_refresh(short_token_server, web_origin, browsers):
+    api = short_token_server.url
+    browser = browsers("device")
+
+    # the API address: default, edited on the page, remembered across a reload
+    browser.open(page_url(web_origin))
+    assert browser.el("#api-base").get_attribute("value") == "http://localhost:3000"
+    browser.fill("#api-base", api)
+    browser.click("#api-form button[type=submit]")
+    browser.wait_status(f"Using the API at {api}")
+    browser.open(page_url(web_origin))
+    assert browser.el("#api-base").get_attribute("value") == api
+
+    # every error shows the envelope's message, exactly as the API words it
+    browser.sign("signin", "nobody@example.com", PASSWORD)
+    expected = api_error_message(api, "/signin", {"id": "nobody@example.com", "password": PASSWORD})
+    assert browser.wait_error() == expected
+    browser.sign("signup", "+7 (999) 123-45-67", "short")
+    expected = api_error_message(api, "/signup", {"id": "+7 (999) 123-45-67", "password": "short"})
+    browser.wait(lambda: browser.text("#error") == expected, f"error {expected!r}")
+    browser.sign("signup", "not a login", PASSWORD)
+    expected = api_error_message(api, "/signup", {"id": "not a login", "password": PASSWORD})
+    browser.wait(lambda: browser.text("#error") == expected, f"error {expected!r}")
+
+    # a phone number signs up in any notation and comes back in E.164
+    browser.sign("signup", "+7 (999) 123-45-67", PASSWORD)
+    browser.wait(lambda: browser.text("#whoami") == "+79991234567", "signed in as +79991234567")
+    browser.wait_status("Welcome")
+    browser.error_free()
+    assert browser.count_requests("/signin/new_token") == 0
+
+    # the access token expires; the next requests, sent together, share one refresh and succeed
+    time.sleep(SHORT_TTL + 1.2)
+    browser.click("#reload")
+    browser.wait_status("Up to date.")
+    browser.error_free()
+    assert browser.text("#whoami") == "+79991234567"
+    assert browser.count_requests("/signin/new_token") == 1
+    assert browser.count_requests("/info") == 3  # after sign-up, the expired try, the retry
+
+    browser.click("#logout")
+    browser.wait_status("Signed out.")
+    assert browser.shown("#auth-form") and not browser.shown("#files")
+    assert_clean_console(browser)
+
+
+def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
+    api = api_server.url
+    page = page_url(web_origin, api)
+    assert urllib.parse.urlsplit(page).netloc != urllib.parse.urlsplit(api).netloc
+    login = "ann@example.com"
+
+    laptop = browsers("laptop")
+    laptop.open(page)
+    assert laptop.el("#api-base").get_attribute("value") == api
+
+    # sign up
+    laptop.sign("signup", login, PASSWORD)
+    laptop.wait(lambda: laptop.text("#whoami") == login, f"signed in as {login}")
+    laptop.wait(lambda: laptop.text("#page-info") == "No files yet", "an empty file list")
+    laptop.wait(lambda: len(laptop.sessions()) == 1, "one device listed")
+    assert laptop.sessions()[0]["current"]
+    laptop.error_free()
+
+    # upload 3 MB: the progress bar, driven by XHR upload events, reaches 100 %
+    report_name = "отчёт 2026.pdf"
+    report = tmp_path / "files" / report_name
+    report.parent.mkdir()
+    report_bytes = os.urandom(3 * 1024 * 1024)
+    report.write_bytes(report_bytes)
+    laptop.watch_progress()
+    laptop.el("#upload-file").send_keys(str(report))
+    with laptop.slow_upload(bytes_per_second=4 * 1024 * 1024):
+        laptop.click("#upload")
+        laptop.wait_status(f"Uploaded {report_name}")
+    listed = laptop.file_named(report_name)
+    assert listed["size"] == len(report_bytes)
+    seen = laptop.seen_progress()
+    assert seen[0] == 0 and seen[-1] == 100 and seen == sorted(seen), seen
+    assert any(0 < percent < 100 for percent in seen), f"no progress between 0 and 100 %: {seen}"
+    assert laptop.text("#upload-percent") == "100 %"
+    assert laptop.el("#upload-progress").get_property("value") == 100
+    laptop.error_free()
+
+    # several files at once; then pages of 5
+    notes = {
+        "notes.txt": b"Meeting notes\n",
+        "budget.csv": b"item,amount\nrent,1200\n",
+        "todo.md": b"- [ ] ship the web client\n",
+        "photo.png": b"\x89PNG\r\n\x1a\n" + os.urandom(20_000),
+        "slides.key": os.urandom(150_000),
+    }
+    for name, content in notes.items():
+        (report.parent / name).write_bytes(content)
+    laptop.el("#upload-file").send_keys("\n".join(str(report.parent / name) for name in notes))
+    laptop.click("#upload")
+    laptop.wait(lambda: laptop.text("#upload-label") == "5 uploads complete", "5 uploads complete")
+    laptop.wait(lambda: len(laptop.files()) == 6, "6 files listed")
+    assert laptop.text("#page-info") == "Page 1 of 1 · 6 files"
+    laptop.error_free()
+    if SCREENSHOT:
+        laptop.save_full_page(ROOT / SCREENSHOT)
+
+    laptop.choose("#page-size", "5")
+    laptop.wait(lambda: laptop.text("#page-info") == "Page 1 of 2 · 6 files", "page 1 of 2")
+    first_page = laptop.wait(lambda: len(laptop.files()) == 5 and laptop.files(), "5 files on page 1")
+    laptop.click("#next-page")
+    laptop.wait(lambda: laptop.text("#page-info") == "Page 2 of 2 · 6 files", "page 2 of 2")
+    second_page = laptop.wait(lambda: len(laptop.files()) == 1 and laptop.files(), "1 file on page 2")
+    assert {f["name"] for f in first_page + second_page} == {report_name, *notes}
+    assert laptop.el("#next-page").get_property("disabled")
+    laptop.click("#prev-page")
+    laptop.wait(lambda: laptop.text("#page-info") == "Page 1 of 2 · 6 files", "back on page 1")
+    laptop.choose("#page-size", "10")
+    laptop.wait(lambda: len(laptop.files()) == 6, "6 files on one page again")
+
+    # download: the server's name (UTF-8, from Content-Disposition) and the same bytes
+    saved = laptop.download(listed["id"])
+    assert saved.name == report_name
+    assert saved.read_bytes() == report_bytes
+    laptop.wait_status(f"Downloaded {report_name}")
+
+    # replace: same id, new content, and the download now gives the new bytes
+    new_version = tmp_path / "files-v2" / "отчёт 2026 v2.pdf"
+    new_version.parent.mkdir()
+    new_bytes = os.urandom(1024 * 1024 + 7)
+    new_version.write_bytes(new_bytes)
+    laptop.el(f'#files tr[data-id="{listed["id"]}"] input[type=file]').send_keys(str(new_version))
+    laptop.wait_status(f"Replaced {report_name}")
+    replaced = laptop.wait(
+        lambda: next((f for f in laptop.files() if f["id"] == listed["id"] and f["size"] == len(new_bytes)), None),
+        "the replaced file's new size",
+    )
+    assert len(laptop.files()) == 6
+    assert laptop.text("#upload-percent") == "100 %"
+    saved = laptop.download(replaced["id"])
+    assert saved.name == replaced["name"]
+    assert saved.read_bytes() == new_bytes
+
+    # a second device signs in; the first lists it and signs it out
+    phone = browsers("phone")
+    phone.open(page)
+    phone.sign("signin", login.upper(), PASSWORD)
+    phone.wait(lambda: phone.text("#whoami") == login, "the second device signed in")
+    phone.wait(lambda: len(phone.files()) == 6, "the second device sees the files")
+    laptop.click("#reload")
+    laptop.wait(lambda: len(laptop.sessions()) == 2, "two devices listed")
+    other = next(s for s in laptop.sessions() if not s["current"])
+    laptop.click(f'#sessions li[data-id="{other["id"]}"] button.end-session')
+    laptop.wait_status("That device is signed out.")
+    laptop.wait(lambda: [s["current"] for s in laptop.sessions()] == [True], "only this device left")
+    phone.click("#reload")
+    message = phone.wait_error()
+    assert message.endswith("Sign in again."), message
+    phone.wait(lambda: phone.shown("#auth-form") and not phone.shown("#files"), "the second device signed out")
+    laptop.click("#reload")
+    laptop.wait_status("Up to date.")
+    laptop.error_free()
+
+    # delete, after the confirmation dialog
+    laptop.click(f'#files tr[data-id="{listed["id"]}"] button.delete')
+    laptop.wait(lambda: alert_open(laptop), "the delete confirmation")
+    laptop.driver.switch_to.alert.accept()
+    laptop.wait(lambda: all(f["id"] != listed["id"] for f in laptop.files()), "the file gone from the list")
+    laptop.wait(lambda: laptop.text("#page-info") == "Page 1 of 1 · 5 files", "5 files left")
+    laptop.error_free()
+
+    # log out
+    laptop.click("#logout")
+    laptop.wait_status("Signed out.")
+    assert laptop.shown("#auth-form") and not laptop.shown("#files")
+    assert laptop.text("#whoami") == ""
+    assert_clean_console(laptop, phone)
+
+
+def alert_open(browser: Browser) -> bool:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        browser.driver.switch_to.alert.text
+    except NoAlertPresentException:
+        return False
+    return True

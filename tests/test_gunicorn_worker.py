@@ -1,0 +1,38 @@
+"""Requests gunicorn refuses before the app runs still get the JSON envelope, X-Request-ID and CORS."""
+import http.client
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+
+def raw_get(server, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    address = urlsplit(server.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "path, headers, status, code",
+    [
+        ("/ping?q=" + "a" * 6000, {}, 414, "uri_too_long"),
+        ("/ping", {"X-Padding": "a" * 9000}, 431, "headers_too_large"),
+    ],
+)
+def test_server_level_refusals_are_json(live_server, path, headers, status, code):
+    got, response_headers, body = raw_get(live_server, path, headers)
+    assert got == status
+    assert response_headers["Content-Type"] == "application/json"
+    assert response_headers["Access-Control-Allow-Origin"] == "*" and response_headers["X-Request-ID"]
+    envelope = json.loads(body)
+    assert envelope["data"] is None and envelope["error"]["code"] == code and envelope["error"]["message"]
+
+
+def test_ordinary_requests_are_untouched(live_server):
+    status, headers, body = raw_get(live_server, "/ping")
+    assert status == 200 and json.loads(body) == {"data": {"pong": True}, "error": None}

@@ -1,0 +1,268 @@
+// A client for the service's HTTP API: the {data, error} envelope, bearer tokens,
+// transparent refresh, uploads with progress and downloads with the server's file name.
+
+export class ApiError extends Error {
+  constructor(status, code, message, details = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+// Status codes after which the session is gone for good: signing in again is the only way on.
+const SESSION_ENDED = new Set(["invalid_token", "invalid_refresh_token", "missing_token"]);
+
+export class Api {
+  #base = "";
+  #access = null;
+  #refresh = null;
+  #refreshing = null;
+
+  // Called once the server says the session is over (signed out elsewhere, refresh refused).
+  onSessionEnded = (_error) => {};
+
+  constructor(base) {
+    this.base = base;
+  }
+
+  get base() {
+    return this.#base;
+  }
+
+  set base(url) {
+    this.#base = String(url).trim().replace(/\/+$/, "");
+  }
+
+  get signedIn() {
+    return this.#access !== null;
+  }
+
+  // --- accounts -----------------------------------------------------------
+
+  async signUp(id, password) {
+    return this.#keep(await this.#request("POST", "/signup", { json: { id, password } }));
+  }
+
+  async signIn(id, password) {
+    return this.#keep(await this.#request("POST", "/signin", { json: { id, password } }));
+  }
+
+  async logout() {
+    try {
+      return await this.#authorized((token) => this.#request("POST", "/logout", { token }));
+    } finally {
+      this.#forget();
+    }
+  }
+
+  info() {
+    return this.#call("GET", "/info");
+  }
+
+  sessions() {
+    return this.#call("GET", "/sessions");
+  }
+
+  endSession(sid) {
+    return this.#call("DELETE", `/sessions/${encodeURIComponent(sid)}`);
+  }
+
+  // --- files --------------------------------------------------------------
+
+  listFiles(page, listSize) {
+    const query = new URLSearchParams({ page: String(page), list_size: String(listSize) });
+    return this.#call("GET", `/file/list?${query}`);
+  }
+
+  deleteFile(id) {
+    return this.#call("DELETE", `/file/delete/${encodeURIComponent(id)}`);
+  }
+
+  upload(file, onProgress) {
+    return this.#authorized((token) => this.#send("POST", "/file/upload", token, file, onProgress));
+  }
+
+  replace(id, file, onProgress) {
+    const path = `/file/update/${encodeURIComponent(id)}`;
+    return this.#authorized((token) => this.#send("PUT", path, token, file, onProgress));
+  }
+
+  // The bytes and the name the server gives them (Content-Disposition), or `fallbackName`.
+  async download(id, fallbackName) {
+    const response = await this.#authorized((token) =>
+      this.#request("GET", `/file/download/${encodeURIComponent(id)}`, { token, raw: true }),
+    );
+    const name = filenameFrom(response.headers.get("Content-Disposition")) || fallbackName;
+    return { name, blob: await response.blob() };
+  }
+
+  // --- tokens -------------------------------------------------------------
+
+  #keep(tokens) {
+    this.#access = tokens.access_token;
+    this.#refresh = tokens.refresh_token;
+    return tokens;
+  }
+
+  #forget() {
+    this.#access = null;
+    this.#refresh = null;
+  }
+
+  #call(method, path) {
+    return this.#authorized((token) => this.#request(method, path, { token }));
+  }
+
+  // Runs `send(accessToken)`; on token_expired refreshes once and retries once.
+  async #authorized(send) {
+    if (this.#access === null) {
+      throw new ApiError(401, "missing_token", "You are signed out. Sign in again.");
+    }
+    const used = this.#access;
+    try {
+      return await send(used);
+    } catch (error) {
+      if (error.code !== "token_expired") {
+        throw this.#check(error);
+      }
+    }
+    await this.#renew(used);
+    try {
+      return await send(this.#access);
+    } catch (error) {
+      throw this.#check(error);
+    }
+  }
+
+  // One refresh for every request that failed with the same expired token: the server
+  // rotates the refresh token, so a second refresh with the old one would be refused.
+  #renew(expired) {
+    if (this.#refreshing === null && this.#access === expired) {
+      const refreshToken = this.#refresh;
+      this.#refreshing = this.#request("POST", "/signin/new_token", { json: { refresh_token: refreshToken } })
+        .then((tokens) => {
+          this.#keep(tokens);
+        })
+        .catch((error) => {
+          throw this.#check(error);
+        })
+        .finally(() => {
+          this.#refreshing = null;
+        });
+    }
+    if (this.#refreshing !== null) {
+      return this.#refreshing;
+    }
+    // Another request already refreshed (or the user signed out) while this one was in flight.
+    if (this.#access === null) {
+      return Promise.reject(new ApiError(401, "missing_token", "You are signed out. Sign in again."));
+    }
+    return Promise.resolve();
+  }
+
+  #check(error) {
+    if (error instanceof ApiError && SESSION_ENDED.has(error.code) && this.#access !== null) {
+      this.#forget();
+      this.onSessionEnded(error);
+    }
+    return error;
+  }
+
+  // --- transport ----------------------------------------------------------
+
+  async #request(method, path, { json, token, raw = false } = {}) {
+    const headers = {};
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (json !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(this.#base + path, {
+        method,
+        headers,
+        body: json === undefined ? undefined : JSON.stringify(json),
+        cache: "no-store",
+      });
+    } catch {
+      throw unreachable(this.#base);
+    }
+    if (raw && response.ok) return response;
+    let envelope = null;
+    try {
+      envelope = await response.json();
+    } catch {
+      // not JSON: reported below from the status alone
+    }
+    return unwrap(response.status, envelope, response.headers.get("Retry-After"));
+  }
+
+  // multipart upload through XMLHttpRequest, the one browser API that reports upload progress
+  #send(method, path, token, file, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(method, this.#base + path);
+      xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      xhr.responseType = "json";
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) onProgress(event.loaded, event.total);
+      });
+      xhr.addEventListener("load", () => {
+        try {
+          resolve(unwrap(xhr.status, xhr.response, xhr.getResponseHeader("Retry-After")));
+        } catch (error) {
+          reject(error);
+        }
+      });
+      xhr.addEventListener("error", () => reject(unreachable(this.#base)));
+      xhr.addEventListener("abort", () => reject(new ApiError(0, "aborted", "The upload was cancelled.")));
+      onProgress(0, file.size);
+      const form = new FormData();
+      form.append("file", file, file.name);
+      xhr.send(form);
+    });
+  }
+}
+
+function unwrap(status, envelope, retryAfter) {
+  const ok = status >= 200 && status < 300;
+  if (ok && envelope && envelope.error === null) return envelope.data;
+  const error = envelope && envelope.error;
+  if (error && error.message) {
+    const wait = status === 429 && retryAfter ? ` Try again in ${retryAfter} s.` : "";
+    throw new ApiError(status, error.code, error.message + wait, error.details || null);
+  }
+  throw new ApiError(status, "bad_response", `Unexpected answer from the API (HTTP ${status}).`);
+}
+
+function unreachable(base) {
+  // fetch tells a refused connection and a refused CORS check apart only in the console
+  return new ApiError(
+    0,
+    "network_error",
+    `Could not reach the API at ${base}: it is not running, the address is wrong, or it refused this page's origin.`,
+  );
+}
+
+// The file name of a Content-Disposition header: filename* (RFC 6266/8187) first, then filename.
+export function filenameFrom(header) {
+  if (!header) return null;
+  const extended = /filename\*\s*=\s*([\w!#$%&+^`{}~-]+)'[^']*'([^;\s]+)/i.exec(header);
+  if (extended && extended[1].toLowerCase() === "utf-8") {
+    try {
+      return baseName(decodeURIComponent(extended[2]));
+    } catch {
+      // malformed percent-encoding: fall back to the plain parameter
+    }
+  }
+  const plain = /(?:^|;)\s*filename\s*=\s*(?:"((?:\\.|[^"\\])*)"|([^;]+))/i.exec(header);
+  if (plain) {
+    const name = plain[1] !== undefined ? plain[1].replace(/\\(.)/g, "$1") : plain[2].trim();
+    return baseName(name);
+  }
+  return null;
+}
+
+function baseName(name) {
+  const base = name.split(/[\\/]/).pop().trim();
+  return base || null;
+}
