@@ -40,6 +40,7 @@ class Config:
     ARGON2_TIME_COST = int(os.environ.get("ARGON2_TIME_COST", "2"))
     ARGON2_MEMORY_KIB = int(os.environ.get("ARGON2_MEMORY_KIB", "19456"))
     ARGON2_PARALLELISM = int(os.environ.get("ARGON2_PARALLELISM", "1"))
+    SESSION_TOUCH_SECONDS = int(os.environ.get("SESSION_TOUCH_SECONDS", "60"))
     DEFAULT_PHONE_REGION = os.environ.get("DEFAULT_PHONE_REGION", "RU")
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
     # flask purge-sessions: days revoked sessions and sign-in events are kept

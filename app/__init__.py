@@ -30,6 +30,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(overrides or {})
     app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_LIMIT
     app.json.sort_keys = False
+    app.json.ensure_ascii = False  # names such as "отчёт.pdf" as UTF-8, not \u escapes
     configure_logging(app)
     configure_security(app)
     db.init_app(app)

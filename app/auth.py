@@ -4,14 +4,26 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from flask import current_app, g, request
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.db import get_db, utcnow
 from app.errors import Forbidden, InvalidToken, MissingToken
 from app.models import DeviceSession, Role, User, UserRole
 
-TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is refreshed at most once a minute, not on every request
+
+
+# Built once: composing a statement costs more than running it over a warm connection.
+# One primary-key lookup (plus the user's row) without building ORM objects.
+SESSION_LOOKUP = (
+    select(
+        DeviceSession.user_id, DeviceSession.revoked_at, DeviceSession.expires_at,
+        DeviceSession.last_used_at, User.login,
+    )
+    .join(User, User.id == DeviceSession.user_id)
+    .where(DeviceSession.id == bindparam("sid"))
+)
+SESSION_TOUCH = update(DeviceSession).where(DeviceSession.id == bindparam("sid")).values(last_used_at=bindparam("now"))
 
 
 def bearer_token() -> str | None:
@@ -37,22 +49,13 @@ def authenticate() -> None:
         raise MissingToken()
     claims = current_app.extensions["tokens"].decode_access(token)
     with current_app.extensions["auth_engine"].connect() as connection:
-        # One primary-key lookup (plus the user's row) without building ORM objects.
-        row = connection.execute(
-            select(
-                DeviceSession.user_id, DeviceSession.revoked_at, DeviceSession.expires_at,
-                DeviceSession.last_used_at, User.login,
-            )
-            .join(User, User.id == DeviceSession.user_id)
-            .where(DeviceSession.id == claims["sid"])
-        ).first()
+        row = connection.execute(SESSION_LOOKUP, {"sid": claims["sid"]}).first()
         now = utcnow()
         if row is None or row.revoked_at is not None or row.expires_at <= now or str(row.user_id) != claims["sub"]:
             raise InvalidToken("the session of this token has been signed out")
-        if now - row.last_used_at > TOUCH_EVERY:
-            connection.execute(
-                update(DeviceSession).where(DeviceSession.id == claims["sid"]).values(last_used_at=now)
-            )
+        # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
+        if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
+            connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
     g.user_id, g.session_id, g.login, g.claims = row.user_id, claims["sid"], row.login, claims
 
 

@@ -49,6 +49,7 @@ def make_engine(url: str, pool_size: int = 10, connect_timeout: int = 5, autocom
         # Sessions always end their transaction on close (close_db), so the pool's extra ROLLBACK is a wasted round trip.
         pool_reset_on_return=None,
         isolation_level="AUTOCOMMIT" if autocommit else None,
+        skip_autocommit_rollback=autocommit,  # no ROLLBACK round trip when an autocommit connection closes
         connect_args={"connect_timeout": connect_timeout, "read_timeout": 30, "write_timeout": 30},
     )
     event.listen(engine, "checkin", _remember_checkin)

@@ -509,3 +509,13 @@ def test_preflight_is_2xx_even_where_the_request_would_fail(client):
         assert "DELETE" in response.headers["Access-Control-Allow-Methods"]
     # a plain OPTIONS (no preflight) still gets Flask's automatic answer with Allow
     assert "POST" in client.options("/signup").headers["Allow"]
+
+
+def test_a_request_marks_its_session_as_used(make_app):
+    client = make_app(SESSION_TOUCH_SECONDS=0).test_client()
+    headers = bearer(sign_up(client)["access_token"])
+    before = client.get("/sessions", headers=headers).json["data"]["items"][0]["last_used_at"]
+    time.sleep(1.1)
+    assert client.get("/info", headers=headers).status_code == 200
+    after = client.get("/sessions", headers=headers).json["data"]["items"][0]["last_used_at"]
+    assert after > before
