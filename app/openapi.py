@@ -61,7 +61,7 @@ def init_app(app: Flask) -> None:
 ErrorKind = tuple[int, str, str]  # status, code, an example message
 RATE_LIMITED: ErrorKind = (429, HTTP_CODES[429], "too many attempts (10 per 1 minute); retry later")
 RANGE_NOT_SATISFIABLE: ErrorKind = (416, HTTP_CODES[416], "The server cannot provide the requested range.")
-PRECONDITION_FAILED: ErrorKind = (412, HTTP_CODES[412], "The precondition on the request for the URL failed.")
+PRECONDITION_FAILED: ErrorKind = (412, HTTP_CODES[412], "If-Match: the file's content is not that version")
 URI_TOO_LONG: ErrorKind = (414, HTTP_CODES[414], "Request Line is too large (5475 > 4094)")
 HEADERS_TOO_LARGE: ErrorKind = (431, HTTP_CODES[431], "Error parsing headers: 'limit request headers fields size'")
 INTERNAL_ERROR: ErrorKind = (500, "internal_error", "internal server error")
@@ -82,7 +82,7 @@ ERROR_CODES = {
     "conflict": "the file was changed by another request meanwhile; retry",
     "file_too_large": "body over the limit (`MAX_UPLOAD_BYTES` for uploads, 1 MiB otherwise); nothing is stored",
     "range_not_satisfiable": "a `Range` outside the file",
-    "precondition_failed": "`If-Match` names another version of the file",
+    "precondition_failed": "`If-Match` names another version of the file, or it changed after `If-Unmodified-Since`",
     "uri_too_long": "the request line is longer than the server's limit (4094 bytes)",
     "headers_too_large": "a request header is longer than the server's limit (8190 bytes)",
     "rate_limited": "too many sign-in/sign-up attempts; see `Retry-After`",
@@ -97,7 +97,7 @@ STATUS_TEXT = {
     403: "Authenticated, but not allowed.",
     404: "Not found.",
     409: "Conflict with the current state.",
-    412: "`If-Match` does not match the file's `ETag`; the content is not sent.",
+    412: "`If-Match` or `If-Unmodified-Since` does not hold for the file; the content is not sent.",
     413: "The body is too large.",
     414: "The URL is too long.",
     416: "The range is outside the file; `Content-Range: bytes */<size>`.",
@@ -575,6 +575,8 @@ def file_paths() -> dict[str, Any]:
              "description": "Serve the `Range` only if the content is still this `ETag`, else the whole file."},
             {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
              "description": "Serve only if the content is still this `ETag` (or `*`), else 412."},
+            {"name": "If-Unmodified-Since", "in": "header", "required": False, "schema": {"type": "string"},
+             "description": "An HTTP date: 412 if the content was replaced after it. Ignored with `If-Match`."},
         ], description="Streamed; never read whole into memory.")},
         "/file/update/{file_id}": {"put": op("replaceFile", "files", "Replace a file's content, keeping its id", {
             "200": success("File", "The file after the replacement."),
