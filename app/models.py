@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, String, false
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, Login, utcnow
@@ -13,6 +13,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Kept in the same transaction as every insert and delete of the user's files: the list's `total`
+    # without a count(*) over the user's rows.
+    file_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DeviceSession(Base):

@@ -286,6 +286,9 @@ def seed_files(engine: sa.Engine, owner_id: int, count: int) -> None:
                     "INSERT INTO files (owner_id, name, extension, mime_type, size, storage_key, sha256, "
                     "uploaded_at, updated_at) VALUES (:o, :n, 'txt', 'text/plain', 1, :k, :s, :t, :t)"), batch)
                 batch = []
+        # Rows inserted behind the service's back: bring the owner's counter in line, as the service would have.
+        connection.execute(sa.text(
+            "UPDATE users SET file_count = (SELECT COUNT(*) FROM files WHERE owner_id = :o) WHERE id = :o"), {"o": owner_id})
         connection.execute(sa.text("ANALYZE TABLE files"))
 
 

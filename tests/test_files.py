@@ -315,6 +315,23 @@ def test_pagination_over_seven_files_newest_first(client, signed_in):
         "id", "name", "extension", "mime_type", "size", "uploaded_at", "updated_at"}
 
 
+def test_every_page_size_walks_the_same_order_and_total_follows_deletes(client, signed_in):
+    ids = [uploaded(client, signed_in, b"%d" % i, f"f{i}.txt")["id"] for i in range(9)]
+    client.delete(f"/file/delete/{ids.pop(4)}", headers=signed_in)
+    newest_first = ids[::-1]
+    for size in (1, 2, 3, 4, 5):
+        walked, page = [], 1
+        while True:
+            body = client.get(f"/file/list?page={page}&list_size={size}", headers=signed_in).json["data"]
+            assert body["total"] == 8
+            if not body["items"]:
+                break
+            walked += [item["id"] for item in body["items"]]
+            page += 1
+        assert walked == newest_first, size
+        assert page - 1 == body["pages"]
+
+
 @pytest.mark.parametrize("query", ["", "?page=&list_size=", "?page=1", "?list_size=10"])
 def test_list_defaults_when_absent_or_empty(client, signed_in, query):
     body = client.get(f"/file/list{query}", headers=signed_in).json["data"]

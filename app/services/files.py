@@ -9,16 +9,16 @@ import mimetypes
 import time
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import magic
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.errors import Conflict, FileTooLarge, InvalidToken, NotFound, ServiceUnavailable
-from app.models import File
+from app.models import File, User
 from app.storage import BlobInfo, ByteStream, Storage
 
 log = logging.getLogger("app.files")
@@ -101,26 +101,37 @@ def get_own_file(db: Session, owner_id: int, file_id: int) -> File:
 
 def list_files(db: Session, owner_id: int, page: int, list_size: int) -> tuple[list[File], int]:
     """One page of the owner's files, newest first, and the owner's total."""
-    total = db.scalar(select(func.count()).select_from(File).where(File.owner_id == owner_id)) or 0
+    # The total is the owner's counter (kept in the same transactions as the rows), not a count(*) scan.
+    total = db.scalar(select(User.file_count).where(User.id == owner_id)) or 0
     offset = (page - 1) * list_size
     if offset >= total:
         return [], total
     newest_first = (File.uploaded_at.desc(), File.id.desc())
-    # Deferred join: skip `offset` entries on the ix_files_owner_id_newest index alone, then fetch whole rows.
+    oldest_first = (File.uploaded_at.asc(), File.id.asc())
+    limit = min(list_size, total - offset)
+    order, skip = newest_first, offset
+    if offset > total // 2:
+        # A page past the middle is read from the other end of the index, so no page skips more than half.
+        order, skip = oldest_first, total - offset - limit
+    # Deferred join: skip entries on the ix_files_owner_id_newest index alone, then fetch whole rows.
     page_ids = (
-        select(File.id).where(File.owner_id == owner_id)
-        .order_by(*newest_first).limit(list_size).offset(offset).subquery()
+        select(File.id).where(File.owner_id == owner_id).order_by(*order).limit(limit).offset(skip).subquery()
     )
     items = db.scalars(select(File).join(page_ids, File.id == page_ids.c.id).order_by(*newest_first)).all()
     return list(items), total
 
 
-def open_own_file(db: Session, storage: Storage, owner_id: int, file_id: int) -> tuple[File, BinaryIO]:
-    """The row and an open stream of exactly the bytes it describes."""
+def open_own_file(
+    db: Session, storage: Storage, owner_id: int, file_id: int,
+    byte_range: Callable[[File], tuple[int, int] | None] = lambda _: None,
+) -> tuple[File, BinaryIO]:
+    """The row and an open stream of exactly the bytes it describes, or of the [start, stop) that
+    `byte_range(row)` picks: an object store then sends only that part.
+    """
     for _ in range(RETRIES):
         record = get_own_file(db, owner_id, file_id)
         try:
-            return record, storage.open(record.storage_key)
+            return record, storage.open(record.storage_key, *(byte_range(record) or ()))
         except FileNotFoundError:
             # Replaced or deleted since we read the row (old bytes go only after the commit): read it again.
             db.rollback()
@@ -163,6 +174,8 @@ def upload_file(
             owner_id=owner_id, name=name, extension=extension_of(name), mime_type=detect_mime(intake.head, name),
             size=blob.size, sha256=blob.sha256, storage_key=blob.key, uploaded_at=now, updated_at=now,
         )
+        # The owner's row first (its counter), then the file's: one lock order for every writer, no deadlock.
+        _count(db, owner_id, +1)
         db.add(record)
         db.commit()
     except IntegrityError:
@@ -219,6 +232,7 @@ def replace_file(
 def delete_file(db: Session, storage: Storage, owner_id: int, file_id: int) -> None:
     for _ in range(RETRIES):
         key = get_own_file(db, owner_id, file_id).storage_key
+        _count(db, owner_id, -1)
         # Conditional on the key we read, so bytes of a replacement committed meanwhile are not orphaned.
         deleted = db.execute(
             delete(File).where(File.id == file_id, File.owner_id == owner_id, File.storage_key == key)
@@ -232,11 +246,18 @@ def delete_file(db: Session, storage: Storage, owner_id: int, file_id: int) -> N
     raise Conflict("the file kept changing; try again")
 
 
+def _count(db: Session, owner_id: int, change: int) -> None:
+    db.execute(
+        update(User).where(User.id == owner_id).values(file_count=User.file_count + change)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _discard(storage: Storage, key: str) -> None:
     """Remove bytes no row points at; if that fails they stay an orphan for the storage-check command."""
     try:
         storage.delete(key)
-    except OSError:
+    except (OSError, ServiceUnavailable):
         log.exception("could not remove stored bytes %s; storage-check --repair will", key)
 
 
