@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -76,7 +77,7 @@ class Server:
         self.stop()
         raise RuntimeError("gunicorn did not start; see " + self.log.name)
 
-    def worker_pids(self) -> list[int]:
+    def workers(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
 
@@ -137,6 +138,39 @@ def wrk(url: str, seconds: int = 10, connections: int = 32, threads: int = 2,
     errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0,
             "socket_errors": errors.group(1) if errors else "", "raw": out}
+
+
+class SendfileServer:
+    """The transport floor for downloads: HTTP/1.1 over loopback, headers then one sendfile(2), no app."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/file"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection, self.path.open("rb") as f:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = connection.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                size = self.path.stat().st_size
+                connection.sendall(
+                    f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n".encode()
+                )
+                connection.sendfile(f)
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def machine() -> str:

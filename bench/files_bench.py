@@ -280,7 +280,7 @@ def seed_files(engine: sa.Engine, owner_id: int, count: int) -> None:
         batch = []
         for i in range(count):
             at = start + timedelta(seconds=i)
-            batch.append({"o": owner_id, "n": f"seed-{i}.txt", "k": f"{i:032x}", "s": "0" * 64, "t": at})
+            batch.append({"o": owner_id, "n": f"seed-{i}.txt", "k": f"{owner_id:08x}{i:024x}", "s": "0" * 64, "t": at})
             if len(batch) == 10_000 or i == count - 1:
                 connection.execute(sa.text(
                     "INSERT INTO files (owner_id, name, extension, mime_type, size, storage_key, sha256, "

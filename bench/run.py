@@ -2,8 +2,10 @@
 
 Prints one table and writes it to bench/results.md with the date, machine and git revision.
 """
+import json
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import time
@@ -16,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.security import Passwords  # noqa: E402
 from bench.common import (  # noqa: E402
-    BENCH_DB_URL, ROOT, WORK, Server, call, fresh_database, git_revision, machine, wrk,
+    BENCH_DB_URL, ROOT, WORK, SendfileServer, Server, call, fresh_database, git_revision, machine, wrk,
 )
+from bench.files_bench import MIB, PeakRss, curl, latencies, make_source, seed_files, timed  # noqa: E402
 from config import Config  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -106,6 +109,77 @@ def bench_signin(server: Server) -> None:
            "met" if result["rps"] >= 7.6 else "MISSED")
 
 
+def bench_list(server: Server, engine: sa.Engine) -> None:
+    small = call(server.url + "/signup", {"id": "list200@example.com", "password": "bench password"})["data"]
+    big = call(server.url + "/signup", {"id": "list100k@example.com", "password": "bench password"})["data"]
+    with engine.connect() as connection:
+        ids = dict(connection.execute(sa.text(
+            "SELECT login, id FROM users WHERE login IN ('list200@example.com', 'list100k@example.com')")).all())
+    seed_files(engine, ids["list200@example.com"], 200)
+    seed_files(engine, ids["list100k@example.com"], 100_000)
+    auth = {"Authorization": f"Bearer {small['access_token']}"}
+    result = wrk(server.url + "/file/list?page=1&list_size=10", SECONDS, headers=auth)
+    check_clean(result, "list 200")
+    record("GET /file/list page 1 of a 200-file user, 32 conn", fmt(result), f"{result['rps'] / 372:.1f}× the Express original (~372 req/s; goal 2×)",
+           "met" if result["rps"] >= 744 else "MISSED")
+    for label, page in (("page 1", 1), ("page 9,990 (offset 99,890)", 9_990)):
+        p50, p99 = latencies(server, big["access_token"], f"/file/list?page={page}&list_size=10")
+        record(f"GET /file/list {label}, 100,000 files, sequential", f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+               "goal p99 < 25 ms", "met" if p99 < 25 else "MISSED")
+        loaded = wrk(server.url + f"/file/list?page={page}&list_size=10", SECONDS,
+                     headers={"Authorization": f"Bearer {big['access_token']}"})
+        record(f"GET /file/list {label}, 100,000 files, 32 conn", fmt(loaded), "", "")
+
+
+def bench_transfers(server: Server) -> None:
+    token = call(server.url + "/signup", {"id": "transfer@example.com", "password": "bench password"})["data"]["access_token"]
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    size = int(os.environ.get("BENCH_FILE_BYTES", str(1 << 30)))
+    source = WORK / "big.bin"
+    make_source(source)
+    # 10 MB downloads per second, the Express original's figure
+    ten = WORK / "ten.bin"
+    ten.write_bytes(os.urandom(10_000_000))
+    _, body = curl([*auth, "-F", f"file=@{ten}", server.url + "/file/upload"])
+    ten_id = json.loads(body)["data"]["id"]
+    result = wrk(f"{server.url}/file/download/{ten_id}", SECONDS, headers={"Authorization": f"Bearer {token}"})
+    check_clean(result, "10 MB download")
+    record("GET /file/download of a 10 MB file, 32 conn", f"{result['rps']:.0f} downloads/s ({result['rps'] * 10:.0f} MB/s)",
+           f"{result['rps'] / 26:.1f}× the Express original (~26/s; goal 2×)", "met" if result["rps"] >= 52 else "MISSED")
+    # 1 GiB upload against cp on the same disk, with the workers' memory watched
+    copy = WORK / "copy.bin"
+    cp = timed(["cp", str(source), str(copy)])
+    copy.unlink()
+    for _ in range(5):  # warm both workers so the RSS growth below is the transfer's own
+        _, warm = curl([*auth, "-F", f"file=@{ten}", server.url + "/file/upload"])
+        curl([*auth, "-X", "DELETE", f"{server.url}/file/delete/{json.loads(warm)['data']['id']}"])
+    with PeakRss(server.workers()) as rss:
+        seconds, body = curl([*auth, "-F", f"file=@{source};filename=big.bin", server.url + "/file/upload"])
+    big_id = json.loads(body)["data"]["id"]
+    up = size / MIB / seconds
+    record("POST /file/upload of 1 GiB (curl -F)", f"{up:.0f} MB/s", f"{cp / seconds:.0%} of cp ({size / MIB / cp:.0f} MB/s; goal ≥ 30 %)",
+           "met" if cp / seconds >= 0.3 else "MISSED")
+    record("  worker RSS growth during the upload", f"{rss.growth_mib:.1f} MiB (peak {rss.peak_mib:.0f} MiB)", "goal ≤ 64 MiB",
+           "met" if rss.growth_mib <= 64 else "MISSED")
+    # 1 GiB download against cat of the stored file (warm cache) and against bare sendfile over loopback
+    stored = max((WORK / "uploads").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    cat = min(timed(["sh", "-c", f"cat '{stored}' > /dev/null"]) for _ in range(3))
+    floor = SendfileServer(stored)
+    try:
+        bare = min(curl(["-o", "/dev/null", floor.url])[0] for _ in range(3))
+    finally:
+        floor.close()
+    with PeakRss(server.workers()) as rss:
+        down = min(curl([*auth, "-o", "/dev/null", f"{server.url}/file/download/{big_id}"])[0] for _ in range(3))
+    record("GET /file/download of 1 GiB (curl to /dev/null)", f"{size / MIB / down:.0f} MB/s",
+           f"{cat / down:.0%} of cat ({size / MIB / cat:.0f} MB/s; goal ≥ 50 %); {bare / down:.0%} of bare sendfile over loopback ({size / MIB / bare:.0f} MB/s)",
+           "met" if cat / down >= 0.5 else "MISSED")
+    record("  worker RSS growth during the downloads", f"{rss.growth_mib:.1f} MiB", "goal ≤ 64 MiB",
+           "met" if rss.growth_mib <= 64 else "MISSED")
+    for leftover in (source, ten):
+        leftover.unlink(missing_ok=True)
+
+
 def write_results() -> None:
     header = (
         f"# Latest benchmark\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}, "
@@ -121,13 +195,16 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     fresh_database()
     engine = sa.create_engine(BENCH_DB_URL)
-    server = Server({})
+    server = Server({"MAX_UPLOAD_BYTES": str(2 << 30)})
     try:
         bench_info(server, engine)
+        bench_list(server, engine)
+        bench_transfers(server)
         bench_signin(server)
     finally:
         server.stop()
         engine.dispose()
+        shutil.rmtree(WORK / "uploads", ignore_errors=True)
     write_results()
 
 
