@@ -1,6 +1,8 @@
 # make run: serve on :3000 (SQLite under instance/ unless DATABASE_URL says otherwise)
 # make test: the whole suite on SQLite and MySQL (MYSQL_TEST_URL; REQUIRE_MYSQL=1 makes a missing MySQL fail)
 #   and the browser tests (Debian's chromium + chromium-driver; REQUIRE_BROWSER=1 makes a missing browser fail)
+#   and the scale-out tests (Redis at REDIS_TEST_URL, default redis://127.0.0.1:6379/15; REQUIRE_REDIS=1 makes
+#   a missing Redis fail); files tests run on local disk and on S3 (moto's server, started by the tests)
 # make web: the web client in web/ on :8080 (WEB_PORT), another origin than the API on :3000
 # make fuzz: only the schemathesis run of `make test` (MySQL; FUZZ_MAX_EXAMPLES, FUZZ_SEED), report printed
 # make docs-check: only the /docs render check in headless Chromium, which must be installed here

@@ -29,6 +29,8 @@ class Config:
     DATABASE_URL = default_database_url()
     DB_POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10"))
     DB_CONNECT_TIMEOUT = int(os.environ.get("DB_CONNECT_TIMEOUT", "5"))
+    # Longest wait for any one reply of the server: a database that stops answering gives 503, not a hung request.
+    DB_READ_TIMEOUT = int(os.environ.get("DB_READ_TIMEOUT", "30"))
 
     # security options
     JWT_SECRET = os.environ.get("JWT_SECRET", "")
@@ -51,10 +53,24 @@ class Config:
     RATELIMIT_SIGNIN = os.environ.get("RATELIMIT_SIGNIN", "10 per minute")
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "30 per hour")
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "")
+    RATELIMIT_STORAGE_TIMEOUT = float(os.environ.get("RATELIMIT_STORAGE_TIMEOUT", "1"))
+    # Redis down: count in this process's memory until it is back (it is re-checked with a growing pause),
+    # so sign-in keeps working and keeps a limit; a failure the fallback does not cover is logged, not raised.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
 
     # files
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(BASE_DIR / "uploads"))
-    STORAGE_URL = os.environ.get("STORAGE_URL", "")
+    STORAGE_URL = os.environ.get("STORAGE_URL", "")  # "" → UPLOAD_DIR; file:///path; s3://bucket/prefix
+    # S3-compatible storage: boto3's own variables; unset ones fall back to boto3's chain (~/.aws, instance role)
+    AWS_ENDPOINT_URL_S3 = os.environ.get("AWS_ENDPOINT_URL_S3", "")
+    AWS_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID", "")
+    AWS_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    AWS_DEFAULT_REGION = os.environ.get("AWS_DEFAULT_REGION", "")
+    STORAGE_CONNECT_TIMEOUT = float(os.environ.get("STORAGE_CONNECT_TIMEOUT", "5"))
+    STORAGE_READ_TIMEOUT = float(os.environ.get("STORAGE_READ_TIMEOUT", "10"))  # ×3 attempts bounds a hung store
+    S3_PART_SIZE = int(os.environ.get("S3_PART_SIZE", str(8 << 20)))  # one part per upload is held in memory
     MAX_UPLOAD_BYTES = int(os.environ.get("MAX_UPLOAD_BYTES", str(1 << 30)))
 
     PORT = int(os.environ.get("PORT", "3000"))

@@ -106,6 +106,10 @@ def configure_http(app: Flask) -> None:
         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
     )
+    if app.config["RATELIMIT_STORAGE_URI"].startswith("redis"):
+        # redis-py waits forever by default; a Redis that stops answering must not hold up every sign-in.
+        timeout = app.config["RATELIMIT_STORAGE_TIMEOUT"]
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": timeout, "socket_timeout": timeout})
     limiter.init_app(app)
 
     @app.before_request

@@ -79,7 +79,10 @@ def storage_check(repair: bool, min_age: float) -> None:
 
     Exits 1 while anything is left wrong: rows missing bytes, or orphans not removed.
     """
-    report = check_storage(get_db(), get_storage(), min_age, repair)
+    try:
+        report = check_storage(get_db(), get_storage(), min_age, repair)
+    except ApiError as e:  # the object store is unreachable: say so, without a traceback
+        raise click.ClickException(e.message) from None
     action = "removed" if repair else "orphan"
     for blob in report.orphans:
         click.echo(f"{action}: blob {blob.key} ({blob.size} bytes), no file row points at it")

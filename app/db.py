@@ -33,7 +33,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def make_engine(url: str, pool_size: int = 10, connect_timeout: int = 5, autocommit: bool = False) -> Engine:
+def make_engine(
+    url: str, pool_size: int = 10, connect_timeout: int = 5, autocommit: bool = False, read_timeout: int = 30,
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -50,7 +52,7 @@ def make_engine(url: str, pool_size: int = 10, connect_timeout: int = 5, autocom
         pool_reset_on_return=None,
         isolation_level="AUTOCOMMIT" if autocommit else None,
         skip_autocommit_rollback=autocommit,  # no ROLLBACK round trip when an autocommit connection closes
-        connect_args={"connect_timeout": connect_timeout, "read_timeout": 30, "write_timeout": 30},
+        connect_args={"connect_timeout": connect_timeout, "read_timeout": read_timeout, "write_timeout": read_timeout},
     )
     event.listen(engine, "checkin", _remember_checkin)
     event.listen(engine, "checkout", _ping_if_idle)
@@ -78,6 +80,23 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
         raise DisconnectionError(str(e)) from e
 
 
+def share_disconnects(*engines: Engine) -> None:
+    """Pools of one server lose it together: the first disconnect seen by one empties the others too.
+
+    SQLAlchemy already discards the failing pool; without this, the other pool's first request after a
+    database restart would fail as well.
+    """
+
+    def on_error(context) -> None:
+        if context.is_disconnect:
+            for engine in engines:
+                if engine is not context.engine:
+                    engine.pool.dispose()
+
+    for engine in engines:
+        event.listen(engine, "handle_error", on_error)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -88,14 +107,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def init_app(app: Flask) -> None:
     url, pool_size, timeout = app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"], app.config["DB_CONNECT_TIMEOUT"]
-    engine = make_engine(url, pool_size, timeout)
+    read_timeout = app.config["DB_READ_TIMEOUT"]
+    engine = make_engine(url, pool_size, timeout, read_timeout=read_timeout)
     app.extensions["engine"] = engine
     # The bearer check is one read and at most one single-row write: in autocommit it needs no
     # BEGIN/ROLLBACK round trips, so it gets a pool of its own.
     if url.startswith("sqlite"):
         app.extensions["auth_engine"] = engine.execution_options(isolation_level="AUTOCOMMIT")
     else:
-        app.extensions["auth_engine"] = make_engine(url, pool_size, timeout, autocommit=True)
+        app.extensions["auth_engine"] = make_engine(url, pool_size, timeout, autocommit=True, read_timeout=read_timeout)
+        share_disconnects(engine, app.extensions["auth_engine"])
     app.extensions["sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_db)
 

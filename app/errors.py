@@ -80,6 +80,10 @@ class ServiceUnavailable(ApiError):
     status, code, message = 503, "service_unavailable", "a backing service is unavailable; retry later"
 
 
+class StorageUnavailable(ServiceUnavailable):
+    message = "the file storage is unavailable; retry later"
+
+
 HTTP_CODES = {
     400: "validation_error",
     401: "invalid_token",

@@ -598,8 +598,9 @@ def service_paths() -> dict[str, Any]:
             "200": success(obj({"pong": {"const": True}}), "The process answers."),
             **failures(*ALWAYS),
         }, security=OPEN)},
-        "/health": {"get": op("health", "service", "Readiness: the database answers", {
-            "200": success(obj({"status": {"const": "ok"}, "database": {"const": "ok"}}), "Ready."),
+        "/health": {"get": op("health", "service", "Readiness: the database and the file storage answer", {
+            "200": success(obj({"status": {"const": "ok"}, "database": {"const": "ok"}, "storage": {"const": "ok"}}),
+                           "Ready."),
             **failures(*WITH_DATABASE),
         }, security=OPEN)},
         DOCUMENT_URL: {"get": op("openapiDocument", "service", "This document", {

@@ -5,7 +5,8 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import Any, BinaryIO, Iterator, Protocol, cast
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask, current_app
 
@@ -39,8 +40,8 @@ class Storage(Protocol):
         """Read `stream` to its end in chunks; on any error nothing of it stays stored."""
         ...
 
-    def open(self, key: str) -> BinaryIO:
-        """A readable, seekable binary stream; FileNotFoundError if the key is not stored."""
+    def open(self, key: str, start: int = 0, stop: int | None = None) -> BinaryIO:
+        """A readable binary stream of bytes [start, stop) (to the end if None); FileNotFoundError if not stored."""
         ...
 
     def delete(self, key: str) -> None:
@@ -59,6 +60,14 @@ class Storage(Protocol):
 
     def delete_unfinished(self, key: str) -> None: ...
 
+    def check(self) -> None:
+        """Raise if the storage cannot be reached right now."""
+        ...
+
+
+def new_key() -> str:
+    return secrets.token_hex(KEY_LENGTH // 2)
+
 
 class LocalStorage:
     """Blobs as files under `root/<2 hex>/<key>`; writes go to `root/.tmp` and are renamed into place."""
@@ -75,7 +84,7 @@ class LocalStorage:
         return self.root / key[:2] / key
 
     def save(self, stream: ByteStream) -> StoredBlob:
-        key = secrets.token_hex(KEY_LENGTH // 2)
+        key = new_key()
         digest, size = hashlib.sha256(), 0
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
         try:
@@ -96,8 +105,11 @@ class LocalStorage:
             raise
         return StoredBlob(key, size, digest.hexdigest())
 
-    def open(self, key: str) -> BinaryIO:
-        return open(self.path(key), "rb")
+    def open(self, key: str, start: int = 0, stop: int | None = None) -> BinaryIO:
+        file = open(self.path(key), "rb")
+        if start == 0 and stop is None:
+            return file
+        return cast(BinaryIO, FileSlice(file, start, stop))
 
     def delete(self, key: str) -> None:
         try:
@@ -123,6 +135,37 @@ class LocalStorage:
         if "/" not in key and key.endswith(".part"):
             (self.tmp / key).unlink(missing_ok=True)
 
+    def check(self) -> None:
+        if not os.access(self.tmp, os.W_OK | os.X_OK):
+            raise OSError(f"{self.tmp} is not a writable directory")
+
+
+class FileSlice:
+    """Bytes [start, stop) of an open file.
+
+    `fileno` lets gunicorn sendfile(2) the slice: it sends Content-Length bytes from the file's offset.
+    """
+
+    def __init__(self, file: BinaryIO, start: int, stop: int | None):
+        file.seek(start)
+        self._file = file
+        self._left = (stop - start) if stop is not None else None
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if self._left is None:
+            return self._file.read(size)
+        if size is None or size < 0 or size > self._left:
+            size = self._left
+        data = self._file.read(size)
+        self._left -= len(data)
+        return data
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
+
 
 def _files(directory: Path) -> Iterator[BlobInfo]:
     for item in directory.iterdir():
@@ -143,10 +186,31 @@ def _fsync_dir(path: Path) -> None:
 
 
 def init_app(app: Flask) -> None:
-    url = app.config.get("STORAGE_URL") or ""
-    if url:
-        raise RuntimeError(f"STORAGE_URL={url!r} is not supported yet; leave it unset to store files in UPLOAD_DIR")
-    app.extensions["storage"] = LocalStorage(app.config["UPLOAD_DIR"])
+    app.extensions["storage"] = storage_from_config(app.config)
+
+
+def storage_from_config(config: Any) -> Storage:
+    """STORAGE_URL unset: UPLOAD_DIR; `file:///path`: that directory; `s3://bucket/prefix`: an object store."""
+    url = config.get("STORAGE_URL") or ""
+    parts = urlsplit(url)
+    if not url:
+        return LocalStorage(config["UPLOAD_DIR"])
+    if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
+        return LocalStorage(unquote(parts.path))
+    if parts.scheme == "s3" and parts.netloc:
+        from app.storage_s3 import S3Storage, make_client, parse_url  # boto3 is imported only when used
+
+        bucket, prefix = parse_url(url)
+        client = make_client(
+            config.get("AWS_ENDPOINT_URL_S3"), config.get("AWS_ACCESS_KEY_ID"), config.get("AWS_SECRET_ACCESS_KEY"),
+            config.get("AWS_DEFAULT_REGION"), float(config["STORAGE_CONNECT_TIMEOUT"]),
+            float(config["STORAGE_READ_TIMEOUT"]),
+        )
+        return S3Storage(client, bucket, prefix, int(config["S3_PART_SIZE"]))
+    raise RuntimeError(
+        f"STORAGE_URL={url!r} is not supported: use s3://bucket/prefix, file:///absolute/path, "
+        "or leave it unset to store files in UPLOAD_DIR"
+    )
 
 
 def get_storage() -> Storage:

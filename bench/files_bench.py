@@ -1,4 +1,5 @@
-"""Files benchmark: 1 GiB through upload and download against `cp`, worker memory, and /file/list at depth.
+"""Files benchmark: 1 GiB through upload and download against `cp`, worker memory, and /file/list at depth;
+then the same transfers on local disk and on S3 (moto's server on loopback) side by side.
 
 Runs a production-like gunicorn (gunicorn.conf.py) on MySQL, prints a table and writes it into
 bench/README.md under "## Files". Needs curl and a MySQL/MariaDB (BENCH_FILES_DATABASE_URL).
@@ -38,6 +39,8 @@ LIST_REQUESTS = int(os.environ.get("BENCH_LIST_REQUESTS", "300"))
 SECRET = "files-bench-" + "f" * 40
 MIB = 1 << 20
 LABEL = f"{SIZE / (1 << 30):g} GiB" if SIZE >= 1 << 30 else f"{SIZE / MIB:g} MiB"
+# moto keeps every object in this process's memory (parts and the assembled object at once): a smaller file.
+S3_SIZE = int(os.environ.get("BENCH_S3_FILE_BYTES", str(256 * MIB)))
 
 
 # -- set-up ------------------------------------------------------------------------------------
@@ -81,13 +84,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, uploads: Path):
+    def __init__(self, uploads: Path, extra_env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ, "APP_ENV": "production", "JWT_SECRET": SECRET, "DATABASE_URL": DATABASE_URL,
             "UPLOAD_DIR": str(uploads), "MAX_UPLOAD_BYTES": str(max(SIZE, 1 << 30)), "RATELIMIT_ENABLED": "false",
-            "LOG_LEVEL": "WARNING", "HOST": "127.0.0.1", "PORT": str(self.port),
+            "LOG_LEVEL": "WARNING", "HOST": "127.0.0.1", "PORT": str(self.port), **(extra_env or {}),
         }
         self.log = (WORK / "gunicorn.log").open("wb")
         self.process = subprocess.Popen(
@@ -343,6 +346,84 @@ def listing(server: Server, token: str, engine: sa.Engine) -> list[tuple[str, st
     return rows
 
 
+def storage_comparison(uploads: Path) -> list[tuple[str, str, str]]:
+    """The same file up and down through gunicorn on local disk, then on S3 (moto's server in this process)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
+    sys.path.insert(0, str(ROOT))
+    from app.storage_s3 import make_client
+
+    source = WORK / "s3-source.bin"
+    with source.open("wb") as out:
+        for _ in range(S3_SIZE // MIB):
+            out.write(os.urandom(MIB))
+    label = f"{S3_SIZE / MIB:g} MiB"
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    make_client(endpoint, "bench", "bench", "us-east-1", 5, 60).create_bucket(Bucket="filesvc-bench")
+    s3_env = {"STORAGE_URL": "s3://filesvc-bench/files", "AWS_ENDPOINT_URL_S3": endpoint,
+              "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for name, env in (("local", {}), ("s3", s3_env)):
+            server = Server(uploads, env)
+            try:
+                token = api(server, "POST", "/signup", body={"id": f"{name}@example.com", "password": "bench password"})
+                results[name] = transfer_medians(server, token["data"]["access_token"], source)
+            finally:
+                server.stop()
+    finally:
+        moto.stop()
+        source.unlink(missing_ok=True)
+    local, s3 = results["local"], results["s3"]
+
+    def rate(seconds: float) -> str:
+        return f"{S3_SIZE / MIB / seconds:.0f} MB/s ({seconds:.2f} s)"
+
+    return [
+        (f"upload {label}: local disk vs S3 (moto)", f"{rate(local['up'])} vs {rate(s3['up'])}",
+         f"S3 at {local['up'] / s3['up']:.2f}× local; 8 MiB parts, one in memory per upload"),
+        (f"download {label} to /dev/null: local disk vs S3 (moto)", f"{rate(local['down'])} vs {rate(s3['down'])}",
+         f"S3 at {local['down'] / s3['down']:.2f}× local (sendfile vs streamed from the object store)"),
+        (f"worker RSS growth, {label} up and down: local vs S3", f"{local['growth']:.1f} MiB vs {s3['growth']:.1f} MiB",
+         "limit: growth ≤ 64 MiB"),
+    ]
+
+
+def transfer_medians(server: Server, token: str, source: Path) -> dict[str, float]:
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    # Warm both workers on files of more than one 8 MiB part, so growth below is the transfer's own.
+    warm = WORK / "warm.bin"
+    warm.write_bytes(os.urandom(12 * MIB))
+    for _ in range(6):
+        _, body = curl([*auth, "-F", f"file=@{warm}", server.url + "/file/upload"])
+        warm_id = json.loads(body)["data"]["id"]
+        curl([*auth, "-o", "/dev/null", f"{server.url}/file/download/{warm_id}"])
+        api(server, "DELETE", f"/file/delete/{warm_id}", token)
+    warm.unlink()
+    ups, downs, growth, file_id = [], [], [], None
+    for _ in range(RUNS):
+        if file_id is not None:
+            api(server, "DELETE", f"/file/delete/{file_id}", token)
+        with PeakRss(server.workers()) as rss:
+            seconds, body = curl([*auth, "-F", f"file=@{source};filename=big.bin", server.url + "/file/upload"])
+        ups.append(seconds)
+        growth.append(rss.growth_mib)
+        file_id = json.loads(body)["data"]["id"]
+    for _ in range(RUNS):
+        with PeakRss(server.workers()) as rss:
+            seconds, _ = curl([*auth, "-o", "/dev/null", f"{server.url}/file/download/{file_id}"])
+        downs.append(seconds)
+        growth.append(rss.growth_mib)
+    api(server, "DELETE", f"/file/delete/{file_id}", token)
+    return {"up": statistics.median(ups), "down": statistics.median(downs), "growth": max(growth)}
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -387,6 +468,10 @@ def main() -> None:
         rows = transfer(server, token, source)
         print("listing …", flush=True)
         rows += listing(server, token, engine)
+        server.stop()
+        if S3_SIZE:
+            print("local disk vs S3 …", flush=True)
+            rows += storage_comparison(uploads)
     finally:
         server.stop()
         engine.dispose()
@@ -402,7 +487,10 @@ def main() -> None:
         f"The service fsyncs every stored file before its row is committed, so `cp && sync` is the like-for-like floor. "
         f"RSS is VmRSS of the gunicorn workers sampled every 10 ms: growth over the same worker's value just before "
         f"the transfer (after a warm-up of 20 small uploads and downloads), peak = the largest worker's whole RSS. "
-        f"The list rows are seeded by SQL (rows only); the latency includes the bearer check and the `total` count."
+        f"The list rows are seeded by SQL (rows only); the latency includes the bearer check and the `total` count. "
+        f"The last rows run one file through a fresh server on local disk, then on S3: moto's standalone server "
+        f"in the benchmark's process on loopback, which keeps objects in memory (hence a smaller file, "
+        f"BENCH_S3_FILE_BYTES); a real object store over a network will differ, this shows the service's own cost."
     )
     write_section(ROOT / "bench" / "README.md", f"{note}\n\n{result}")
 

@@ -148,21 +148,28 @@ def bench_transfers(server: Server) -> None:
            f"{result['rps'] / 26:.1f}× the Express original (~26/s; goal 2×)", "met" if result["rps"] >= 52 else "MISSED")
     # 1 GiB upload against cp on the same disk, with the workers' memory watched
     copy = WORK / "copy.bin"
-    cp = timed(["cp", str(source), str(copy)])
-    copy.unlink()
+    cps = []
+    for _ in range(3):
+        cps.append(timed(["cp", str(source), str(copy)]))
+        copy.unlink()
+    cp = statistics.median(cps)
     for _ in range(5):  # warm both workers so the RSS growth below is the transfer's own
         _, warm = curl([*auth, "-F", f"file=@{ten}", server.url + "/file/upload"])
         curl([*auth, "-X", "DELETE", f"{server.url}/file/delete/{json.loads(warm)['data']['id']}"])
+    uploads = []
     with PeakRss(server.workers()) as rss:
-        seconds, body = curl([*auth, "-F", f"file=@{source};filename=big.bin", server.url + "/file/upload"])
-    big_id = json.loads(body)["data"]["id"]
+        for _ in range(3):
+            elapsed, body = curl([*auth, "-F", f"file=@{source};filename=big.bin", server.url + "/file/upload"])
+            uploads.append(elapsed)
+            big_id = json.loads(body)["data"]["id"]
+    seconds = statistics.median(uploads)
     up = size / MIB / seconds
-    record("POST /file/upload of 1 GiB (curl -F)", f"{up:.0f} MB/s", f"{cp / seconds:.0%} of cp ({size / MIB / cp:.0f} MB/s; goal ≥ 30 %)",
+    record("POST /file/upload of 1 GiB (curl -F), median of 3", f"{up:.0f} MB/s", f"{cp / seconds:.0%} of cp ({size / MIB / cp:.0f} MB/s; goal ≥ 30 %)",
            "met" if cp / seconds >= 0.3 else "MISSED")
     record("  worker RSS growth during the upload", f"{rss.growth_mib:.1f} MiB (peak {rss.peak_mib:.0f} MiB)", "goal ≤ 64 MiB",
            "met" if rss.growth_mib <= 64 else "MISSED")
     # 1 GiB download against cat of the stored file (warm cache) and against bare sendfile over loopback
-    stored = max((WORK / "uploads").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    stored = max((p for p in (WORK / "uploads").rglob("*") if p.is_file()), key=lambda p: p.stat().st_mtime)
     cat = min(timed(["sh", "-c", f"cat '{stored}' > /dev/null"]) for _ in range(3))
     floor = SendfileServer(stored)
     try:

@@ -1,11 +1,14 @@
 """Fixtures: every test runs on SQLite and on MySQL, each backend migrated once per run, rows wiped per test."""
+import logging
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -15,11 +18,22 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.db import Base
+from app.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DB", "sqlite,mysql").split(",") if b.strip()]
 MYSQL_TEST_URL = os.environ.get("MYSQL_TEST_URL", "mysql+pymysql://root@127.0.0.1:3306/filesvc_test")
 REQUIRE_MYSQL = os.environ.get("REQUIRE_MYSQL") == "1"
+# File storage backends the storage-aware modules run on: local disk, and S3 through moto's server on loopback.
+STORAGES = [s.strip() for s in os.environ.get("TEST_STORAGE", "local,s3").split(",") if s.strip()]
+S3_BUCKET = "filesvc-test"
+# Storage-aware tests run on local disk with every database, and on S3 once, with the last database (MySQL).
+BACKEND_STORAGE = [(backend, "local") for backend in BACKENDS if "local" in STORAGES] + (
+    [(BACKENDS[-1], "s3")] if BACKENDS and "s3" in STORAGES else [])
+S3_ONCE = [pair for pair in BACKEND_STORAGE if pair[1] == "s3"]
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 JWT_TEST_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
 
@@ -27,6 +41,7 @@ PASSWORD = "correct horse battery"
 FAST_HASH = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8192, "ARGON2_PARALLELISM": 1}
 
 _mysql_skip_reason: list[str] = []
+_redis_skip_reason: list[str] = []
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -80,6 +95,39 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_sep("!", "MYSQL TESTS SKIPPED", red=True, bold=True)
         terminalreporter.write_line(_mysql_skip_reason[0], red=True)
         terminalreporter.write_line("Start MariaDB/MySQL or set MYSQL_TEST_URL; REQUIRE_MYSQL=1 makes this fail.", red=True)
+    if _redis_skip_reason:
+        terminalreporter.write_sep("!", "REDIS TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(_redis_skip_reason[0], red=True)
+        terminalreporter.write_line("Start Redis or set REDIS_TEST_URL; REQUIRE_REDIS=1 makes this fail.", red=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis for shared rate limits; the tests' keys carry a prefix of their own (see `redis_prefix`)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2, socket_timeout=2).ping()
+    except redis.RedisError as e:
+        message = f"Redis unreachable at {REDIS_TEST_URL}: {e}"
+        if REQUIRE_REDIS:
+            pytest.exit(f"REQUIRE_REDIS=1 but {message}", returncode=3)
+        _redis_skip_reason.append(message)
+        pytest.skip(message)
+    return REDIS_TEST_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url) -> Iterator[str]:
+    """A rate-limit key prefix no other test run uses; its keys are removed afterwards."""
+    import redis
+
+    prefix = f"filesvc-test-{uuid.uuid4().hex}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"*{prefix}*"):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -107,13 +155,93 @@ def wipe_rows(engine: sa.Engine) -> None:
             connection.execute(table.delete())
 
 
+@dataclass
+class S3Endpoint:
+    url: str
+    client: Any  # a boto3 S3 client of its own, for set-up and inspection
+
+    def settings(self, prefix: str, endpoint: str | None = None) -> dict[str, str]:
+        """App settings (and gunicorn environment) for objects under `prefix` of the test bucket."""
+        return {"STORAGE_URL": f"s3://{S3_BUCKET}/{prefix}", "AWS_ENDPOINT_URL_S3": endpoint or self.url,
+                **S3_CREDENTIALS}
+
+    def empty(self, prefix: str) -> None:
+        """Remove every object and unfinished upload under `prefix` (moto keeps them in this process's memory)."""
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=S3_BUCKET, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                self.client.abort_multipart_upload(Bucket=S3_BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix):
+            for item in page.get("Contents", []):
+                self.client.delete_object(Bucket=S3_BUCKET, Key=item["Key"])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Endpoint]:
+    """moto's standalone S3 server on a free loopback port, with the test bucket created."""
+    from moto.server import ThreadedMotoServer
+
+    from app.storage_s3 import make_client
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    client = make_client(url, "test", "test", "us-east-1", 5, 30)
+    client.create_bucket(Bucket=S3_BUCKET)
+    yield S3Endpoint(url, client)
+    server.stop()
+
+
 @pytest.fixture
-def make_app(backend, database_urls, tmp_path):
-    """Build an app on this test's backend with extra settings; rows are wiped afterwards."""
+def storage_kind() -> str:
+    """Local disk, unless a test parametrizes it (see BACKEND_STORAGE)."""
+    return "local"
+
+
+@pytest.fixture
+def storage_settings(request, storage_kind, tmp_path) -> Iterator[dict[str, str]]:
+    """Settings that put this test's files on its storage backend (each test gets a fresh place)."""
+    if storage_kind == "local":
+        yield {"UPLOAD_DIR": str(tmp_path / "uploads")}
+        return
+    s3 = request.getfixturevalue("s3_server")
+    prefix = f"t/{uuid.uuid4().hex}"
+    yield s3.settings(prefix)
+    s3.empty(prefix)
+
+
+class StoredObject:
+    """An object in the bucket, read like a Path; an unfinished multipart upload cannot be read."""
+
+    def __init__(self, storage, key: str, unfinished: bool = False):
+        self.storage, self.name, self.unfinished = storage, key, unfinished
+
+    def read_bytes(self) -> bytes:
+        assert not self.unfinished, f"an unfinished upload is left in the bucket: {self.name}"
+        with self.storage.open(self.name) as stream:
+            return stream.read()
+
+    def __repr__(self) -> str:
+        return f"<{'unfinished upload' if self.unfinished else 'object'} {self.name}>"
+
+
+def stored_files(app) -> list:
+    """Every stored blob, finished or not: files under UPLOAD_DIR, or objects and unfinished uploads in the bucket."""
+    storage = app.extensions["storage"]
+    if isinstance(storage, LocalStorage):
+        return sorted(p for p in Path(storage.root).rglob("*") if p.is_file())
+    return [StoredObject(storage, blob.key) for blob in storage.blobs()] + [
+        StoredObject(storage, upload.key, unfinished=True) for upload in storage.unfinished()]
+
+
+@pytest.fixture
+def make_app(backend, database_urls, tmp_path, storage_settings):
+    """Build an app on this test's backend and storage with extra settings; rows are wiped afterwards."""
     apps = []
 
     def build(**overrides):
-        app = create_app(app_config(database_urls[backend], tmp_path, **overrides))
+        app = create_app(app_config(database_urls[backend], tmp_path, **{**storage_settings, **overrides}))
         apps.append(app)
         return app
 
@@ -200,7 +328,7 @@ def stop_gunicorn(server: LiveServer) -> None:
 
 
 @pytest.fixture
-def make_live_server(backend, database_urls, tmp_path, app) -> Iterator:
+def make_live_server(backend, database_urls, tmp_path, app, storage_settings) -> Iterator:
     """Start gunicorn on this test's backend with extra environment (e.g. MAX_UPLOAD_BYTES); stopped afterwards."""
     servers: list[LiveServer] = []
 
@@ -209,6 +337,7 @@ def make_live_server(backend, database_urls, tmp_path, app) -> Iterator:
             "DATABASE_URL": database_urls[backend],
             "JWT_SECRET": JWT_TEST_SECRET,
             "UPLOAD_DIR": app.config["UPLOAD_DIR"],
+            **storage_settings,
             "RATELIMIT_ENABLED": "false",
             "ARGON2_TIME_COST": "1",
             "ARGON2_MEMORY_KIB": "8192",

@@ -4,8 +4,9 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, g, request
+from werkzeug.datastructures import ContentRange
 from werkzeug.exceptions import PreconditionFailed
-from werkzeug.http import dump_options_header, parse_range_header
+from werkzeug.http import dump_options_header, is_resource_modified, parse_range_header
 from werkzeug.wsgi import wrap_file
 
 from app.auth import token_required
@@ -24,6 +25,7 @@ bp = Blueprint("files", __name__, url_prefix="/file")
 
 FILE_ID = "<int(max=2147483647):file_id>"  # the id column's range; anything else is simply not a route
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file's own bytes
+DOWNLOAD_CHUNK = 256 * 1024  # per read from storage when the bytes cannot be sendfile(2)d
 
 
 @bp.post("/upload")
@@ -51,7 +53,7 @@ def metadata(file_id: int):
 @bp.get(f"/download/{FILE_ID}")
 @token_required
 def download(file_id: int):
-    record, stream = open_own_file(get_db(), get_storage(), g.user_id, file_id)
+    record, stream = open_own_file(get_db(), get_storage(), g.user_id, file_id, requested_range)
     try:
         return download_response(record, stream)
     except BaseException:
@@ -94,13 +96,31 @@ def incoming_file() -> FilePart:
     return part
 
 
-def download_response(record: File, stream: BinaryIO) -> Response:
-    """The bytes with the headers of the spec; werkzeug answers Range, If-None-Match and If-Range.
+def requested_range(record: File) -> tuple[int, int] | None:
+    """The [start, stop) a 206 will carry, as werkzeug would pick it, so storage reads only that part.
 
-    The server's file wrapper sends a real file with sendfile(2), as `send_file` would.
+    None: the whole file, or a Range werkzeug refuses with 416 (malformed, or outside the file).
+    """
+    ranges = parse_range_header(request.headers.get("Range"))
+    if not record.size or ranges is None or len(ranges.ranges) != 1:
+        return None
+    if "If-Range" in request.headers and is_resource_modified(
+        request.environ, record.sha256, last_modified=record.updated_at, ignore_if_range=False
+    ):
+        return None
+    return ranges.range_for_length(record.size)
+
+
+def download_response(record: File, stream: BinaryIO) -> Response:
+    """The bytes with the headers of the spec; werkzeug answers If-None-Match, If-Range and bad ranges.
+
+    `stream` already holds only the requested range, if any. The server's file wrapper sends a real
+    file (or a slice of one) with sendfile(2), as `send_file` would.
     """
     # content_type, not mimetype: the stored type exactly, without a charset guessed for text/*.
-    response = Response(wrap_file(request.environ, stream), content_type=record.mime_type, direct_passthrough=True)
+    response = Response(
+        wrap_file(request.environ, stream, DOWNLOAD_CHUNK), content_type=record.mime_type, direct_passthrough=True,
+    )
     response.content_length = record.size
     response.headers["Content-Disposition"] = content_disposition(record.name)
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -110,12 +130,20 @@ def download_response(record: File, stream: BinaryIO) -> Response:
     check_preconditions(record)
     # Settled above: werkzeug would answer If-Match only alongside If-None-Match, with the file as a 412 body.
     drop = {"HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE"}
+    part = requested_range(record)
     ranges = parse_range_header(request.environ.get("HTTP_RANGE"))
-    if ranges is not None and len(ranges.ranges) > 1:
-        # One part per response keeps downloads streamable; RFC 9110 lets a server answer 200 in full.
+    if part is not None or (ranges is not None and len(ranges.ranges) > 1):
+        # A part is cut below from a stream that holds only it. Several ranges get the whole file:
+        # one part per response keeps downloads streamable; RFC 9110 lets a server answer 200 in full.
         drop.add("HTTP_RANGE")
     environ = {key: value for key, value in request.environ.items() if key not in drop}
-    return response.make_conditional(environ, accept_ranges=True, complete_length=record.size)
+    response = response.make_conditional(environ, accept_ranges=True, complete_length=record.size)
+    if part is not None and response.status_code == 200:  # not 304: If-None-Match comes before Range
+        start, stop = part
+        response.status_code = 206
+        response.content_range = ContentRange("bytes", start, stop, record.size)
+        response.content_length = stop - start
+    return response
 
 
 def check_preconditions(record: File) -> None:

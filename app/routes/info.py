@@ -4,6 +4,7 @@ from sqlalchemy import text
 from app.auth import token_required
 from app.errors import ServiceUnavailable
 from app.responses import ok
+from app.storage import get_storage
 
 bp = Blueprint("info", __name__)
 
@@ -27,4 +28,8 @@ def health():
             connection.execute(text("SELECT 1"))
     except Exception as e:  # any failure to reach the database means "not healthy"
         raise ServiceUnavailable(f"database unreachable: {type(e).__name__}") from None
-    return ok({"status": "ok", "database": "ok"})
+    try:
+        get_storage().check()
+    except Exception as e:  # the same for the file storage
+        raise ServiceUnavailable(f"file storage unreachable: {type(e).__name__}") from None
+    return ok({"status": "ok", "database": "ok", "storage": "ok"})

@@ -1,0 +1,134 @@
+"""Faults on demand: a TCP proxy that can lose its server, and the worker processes of a gunicorn."""
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from tests.conftest import free_port
+
+
+class TcpProxy:
+    """A loopback TCP proxy to `target`, which a test can cut, blackhole and restore.
+
+    cut: the server is gone (every connection closed, new ones refused), as when it stops or restarts.
+    blackhole: the server stops answering (connections accepted, nothing gets through), as a hung
+    server or a lost network does; only the clients' timeouts end the wait.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.port = free_port()
+        self.mode = "up"
+        self.bytes_from_target = 0
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener: socket.socket | None = None
+        self._listen()
+
+    def _listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # the listener was shut down by cut()
+                return
+            self._track(client)
+            if self.mode == "blackhole":
+                continue  # held open, never answered
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                self._close(client)
+                continue
+            upstream.settimeout(None)
+            self._track(upstream)
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_target: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if self.mode == "blackhole":
+                    continue
+                sink.sendall(data)
+                if from_target:
+                    with self._lock:
+                        self.bytes_from_target += len(data)
+        except OSError:
+            pass
+        finally:
+            self._close(source)
+            self._close(sink)
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._close(sock)
+
+    def cut(self) -> None:
+        self.mode = "down"
+        if self._listener is not None:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked on it (Linux)
+            self._listener.close()
+            self._listener = None
+        self._close_all()
+
+    def blackhole(self) -> None:
+        self.mode = "blackhole"
+
+    def restore(self) -> None:
+        """Back to forwarding; connections that lost bytes while blackholed are closed, as a partition ends."""
+        if self.mode == "blackhole":
+            self._close_all()
+        self.mode = "up"
+        if self._listener is None:
+            self._listen()
+
+    def close(self) -> None:
+        self.cut()
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    """The gunicorn master's children: its workers."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10, what: str = "the condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)

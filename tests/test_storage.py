@@ -1,0 +1,86 @@
+"""Choosing the file storage by STORAGE_URL, multipart uploads to S3, and exact ranges through gunicorn."""
+import io
+import json
+import os
+
+import pytest
+
+from app import create_app
+from app.storage import LocalStorage
+from app.storage_s3 import S3Storage
+from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, S3_CREDENTIALS, S3_ONCE, bearer, sign_up, stored_files
+from tests.test_files import get, live_token, multipart, send, sha
+
+MIB = 1 << 20
+
+
+def settings(**overrides) -> dict:
+    return {"DATABASE_URL": "sqlite://", "JWT_SECRET": JWT_TEST_SECRET, **overrides}
+
+
+def test_storage_url_picks_the_backend(tmp_path, s3_server):
+    assert isinstance(create_app(settings(UPLOAD_DIR=str(tmp_path / "a"))).extensions["storage"], LocalStorage)
+    chosen = create_app(settings(STORAGE_URL=f"file://{tmp_path / 'b b'}".replace(" ", "%20"))).extensions["storage"]
+    assert isinstance(chosen, LocalStorage) and chosen.root == (tmp_path / "b b").resolve()
+    s3 = create_app(settings(**s3_server.settings("some/prefix/"))).extensions["storage"]
+    assert isinstance(s3, S3Storage) and (s3.bucket, s3.prefix) == ("filesvc-test", "some/prefix")
+
+
+@pytest.mark.parametrize("url", ["ftp://host/x", "s3:/no-bucket", "file://otherhost/x", "file:relative/x", "/plain/path"])
+def test_an_unknown_storage_url_refuses_to_start(url):
+    with pytest.raises(RuntimeError, match="STORAGE_URL"):
+        create_app(settings(STORAGE_URL=url))
+
+
+def test_a_part_size_below_the_s3_minimum_refuses_to_start(s3_server):
+    with pytest.raises(ValueError, match="S3_PART_SIZE"):
+        create_app(settings(**s3_server.settings("p"), S3_PART_SIZE=MIB))
+
+
+@pytest.mark.parametrize(("backend", "storage_kind"), S3_ONCE, indirect=["backend"])
+def test_a_file_of_several_parts_round_trips(make_app):
+    app = make_app(S3_PART_SIZE=5 * MIB)
+    client = app.test_client()
+    headers = bearer(sign_up(client)["access_token"])
+    content = os.urandom(12 * MIB)  # parts of 5, 5 and 2 MiB
+    response = client.post("/file/upload", headers=headers, data={"file": (io.BytesIO(content), "big.bin")})
+    assert response.status_code == 201 and response.json["data"]["size"] == len(content)
+    url = f"/file/download/{response.json['data']['id']}"
+    assert sha(client.get(url, headers=headers).data) == sha(content)
+    part = client.get(url, headers={**headers, "Range": f"bytes={5 * MIB - 3}-{10 * MIB + 2}"})
+    assert part.status_code == 206 and part.data == content[5 * MIB - 3:10 * MIB + 3]
+    [blob] = stored_files(app)
+    assert sha(blob.read_bytes()) == sha(content)
+
+
+@pytest.mark.parametrize(("backend", "storage_kind"), S3_ONCE, indirect=["backend"])
+def test_a_missing_bucket_is_503_not_500(make_app, s3_server):
+    app = make_app(STORAGE_URL="s3://no-such-bucket/files", AWS_ENDPOINT_URL_S3=s3_server.url, **S3_CREDENTIALS)
+    client = app.test_client()
+    headers = bearer(sign_up(client)["access_token"])
+    response = client.post("/file/upload", headers=headers, data={"file": (io.BytesIO(b"x"), "x.txt")})
+    assert response.status_code == 503 and response.json["error"]["code"] == "service_unavailable"
+    assert client.get("/health").status_code == 503
+    assert client.get("/file/list", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(("backend", "storage_kind"), BACKEND_STORAGE, indirect=["backend"])
+def test_ranges_through_gunicorn_are_exact(live_server):
+    token = live_token(live_server)
+    content = os.urandom(3 * MIB + 17)
+    head, tail, content_type = multipart(content, "r.bin")
+    status, _, body = send(live_server, "POST", "/file/upload", token, [head, tail], content_type)
+    assert status == 201
+    url = f"/file/download/{json.loads(body)['data']['id']}"
+    size = len(content)
+    for header, start, end in [
+        ("bytes=0-0", 0, 0), ("bytes=1000-2999", 1000, 2999), ("bytes=-10", size - 10, size - 1),
+        (f"bytes={MIB}-{2 * MIB}", MIB, 2 * MIB), (f"bytes={size - 5}-{size + 100}", size - 5, size - 1),
+    ]:
+        status, headers, data = get(live_server, url, token, {"Range": header})
+        assert status == 206, header
+        assert data == content[start:end + 1], header
+        assert headers["Content-Length"] == str(end - start + 1)
+        assert headers["Content-Range"] == f"bytes {start}-{end}/{size}"
+    status, headers, data = get(live_server, url, token, {"Range": "bytes=0-0", "If-None-Match": f'"{sha(content)}"'})
+    assert status == 304 and data == b""
