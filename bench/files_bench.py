@@ -11,8 +11,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,9 +21,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work" / "files"
@@ -47,17 +47,7 @@ S3_SIZE = int(os.environ.get("BENCH_S3_FILE_BYTES", str(256 * MIB)))
 
 
 def fresh_database(url: str) -> sa.Engine:
-    parsed = make_url(url)
-    server = sa.create_engine(parsed.set(database=""))
-    with server.connect() as connection:
-        connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
-        connection.execute(sa.text(f"CREATE DATABASE `{parsed.database}` CHARACTER SET utf8mb4"))
-    server.dispose()
-    config = AlembicConfig(str(ROOT / "migrations" / "alembic.ini"))
-    config.attributes["database_url"] = url
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
-    return sa.create_engine(url)
+    return sa.create_engine(common.fresh_database(url))
 
 
 def drop_database(url: str) -> None:
@@ -77,57 +67,16 @@ def make_source(path: Path) -> None:
         out.write(os.urandom(SIZE % MIB))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(common.Server):
+    """The production gunicorn of bench/common.py on this benchmark's database and upload directory."""
 
-
-class Server:
     def __init__(self, uploads: Path, extra_env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ, "APP_ENV": "production", "JWT_SECRET": SECRET, "DATABASE_URL": DATABASE_URL,
-            "UPLOAD_DIR": str(uploads), "MAX_UPLOAD_BYTES": str(max(SIZE, 1 << 30)), "RATELIMIT_ENABLED": "false",
-            "LOG_LEVEL": "WARNING", "HOST": "127.0.0.1", "PORT": str(self.port), **(extra_env or {}),
-        }
-        self.log = (WORK / "gunicorn.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            self.stop()
-            raise RuntimeError(f"gunicorn did not start; see {self.log.name}")
+        super().__init__({
+            "JWT_SECRET": SECRET, "DATABASE_URL": DATABASE_URL, "UPLOAD_DIR": str(uploads),
+            "MAX_UPLOAD_BYTES": str(max(SIZE, 1 << 30)), **(extra_env or {}),
+        })
         while len(self.workers()) < int(os.environ.get("WEB_CONCURRENCY", "2")):
             time.sleep(0.1)
-
-    def workers(self) -> list[int]:
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid:
-                pids.append(int(stat.parent.name))
-        return pids
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
 
 
 def rss_kib(pid: int) -> int:
@@ -361,7 +310,7 @@ def storage_comparison(uploads: Path) -> list[tuple[str, str, str]]:
         for _ in range(S3_SIZE // MIB):
             out.write(os.urandom(MIB))
     label = f"{S3_SIZE / MIB:g} MiB"
-    port = free_port()
+    port = common.free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -427,12 +376,6 @@ def transfer_medians(server: Server, token: str, source: Path) -> dict[str, floa
 # -- report ------------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    return f"{os.cpu_count()} cores, {cpu}"
-
-
 def table(rows: list[tuple[str, str, str]]) -> str:
     lines = ["| scenario | measured | baseline / note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -482,7 +425,7 @@ def main() -> None:
     result = table(rows)
     print(result)
     note = (
-        f"`.venv/bin/python bench/files_bench.py`, {datetime.now(timezone.utc):%Y-%m-%d}, {machine()}; "
+        f"`.venv/bin/python bench/files_bench.py`, {datetime.now(timezone.utc):%Y-%m-%d}, {common.machine()}; "
         f"gunicorn.conf.py (gthread, 2 workers), MariaDB on loopback, uploads on the same disk as the source file. "
         f"The service fsyncs every stored file before its row is committed, so `cp && sync` is the like-for-like floor. "
         f"RSS is VmRSS of the gunicorn workers sampled every 10 ms: growth over the same worker's value just before "

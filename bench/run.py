@@ -195,7 +195,7 @@ def write_results() -> None:
     )
     body = "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
     (ROOT / "bench" / "results.md").write_text(header + body)
-    print(f"\nwritten to bench/results.md")
+    print("\nwritten to bench/results.md")
 
 
 def main() -> None:
