@@ -106,7 +106,9 @@ def ensure_wrk() -> str:
     if path:
         return path
     print("wrk is missing; installing the Debian package", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)  # a fresh machine has no package lists
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
     return shutil.which("wrk") or "wrk"
 
 
