@@ -159,6 +159,19 @@ def sha256_of(path: Path) -> str:
 # -- measurements ------------------------------------------------------------------------------
 
 
+def warm_up(server: Server, token: str, size: int, times: int) -> None:
+    """Upload, download and delete a file of `size` bytes `times` times."""
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    warm = WORK / "warm.bin"
+    warm.write_bytes(os.urandom(size))
+    for _ in range(times):
+        _, body = curl([*auth, "-F", f"file=@{warm}", server.url + "/file/upload"])
+        warm_id = json.loads(body)["data"]["id"]
+        curl([*auth, "-o", "/dev/null", f"{server.url}/file/download/{warm_id}"])
+        api(server, "DELETE", f"/file/delete/{warm_id}", token)
+    warm.unlink()
+
+
 def transfer(server: Server, token: str, source: Path) -> list[tuple[str, str, str]]:
     auth = ["-H", f"Authorization: Bearer {token}"]
     copy = WORK / "copy.bin"
@@ -175,14 +188,7 @@ def transfer(server: Server, token: str, source: Path) -> list[tuple[str, str, s
     cp_s, cp_sync_s = statistics.median(cp), statistics.median(cp_sync)
 
     # Warm both workers (imports, pools, allocator arenas) so growth below is the transfer's own.
-    small = WORK / "small.bin"
-    small.write_bytes(os.urandom(4 * MIB))
-    for _ in range(20):
-        _, body = curl([*auth, "-F", f"file=@{small}", server.url + "/file/upload"])
-        warm_id = json.loads(body)["data"]["id"]
-        curl([*auth, "-o", "/dev/null", f"{server.url}/file/download/{warm_id}"])
-        api(server, "DELETE", f"/file/delete/{warm_id}", token)
-    small.unlink()
+    warm_up(server, token, 4 * MIB, 20)
 
     uploads, growth, peak, file_id = [], [], [], None
     for run in range(RUNS):
@@ -347,14 +353,7 @@ def storage_comparison(uploads: Path) -> list[tuple[str, str, str]]:
 def transfer_medians(server: Server, token: str, source: Path) -> dict[str, float]:
     auth = ["-H", f"Authorization: Bearer {token}"]
     # Warm both workers on files of more than one 8 MiB part, so growth below is the transfer's own.
-    warm = WORK / "warm.bin"
-    warm.write_bytes(os.urandom(12 * MIB))
-    for _ in range(6):
-        _, body = curl([*auth, "-F", f"file=@{warm}", server.url + "/file/upload"])
-        warm_id = json.loads(body)["data"]["id"]
-        curl([*auth, "-o", "/dev/null", f"{server.url}/file/download/{warm_id}"])
-        api(server, "DELETE", f"/file/delete/{warm_id}", token)
-    warm.unlink()
+    warm_up(server, token, 12 * MIB, 6)
     ups, downs, growth, file_id = [], [], [], None
     for _ in range(RUNS):
         if file_id is not None:

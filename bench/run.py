@@ -20,7 +20,7 @@ from app.security import Passwords  # noqa: E402
 from bench.common import (  # noqa: E402
     BENCH_DB_URL, ROOT, WORK, SendfileServer, Server, call, fresh_database, git_revision, machine, wrk,
 )
-from bench.files_bench import MIB, PeakRss, curl, latencies, make_source, seed_files, timed  # noqa: E402
+from bench.files_bench import MIB, PeakRss, curl, latencies, make_source, seed_files, timed, warm_up  # noqa: E402
 from config import Config  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -153,9 +153,7 @@ def bench_transfers(server: Server) -> None:
         cps.append(timed(["cp", str(source), str(copy)]))
         copy.unlink()
     cp = statistics.median(cps)
-    for _ in range(5):  # warm both workers so the RSS growth below is the transfer's own
-        _, warm = curl([*auth, "-F", f"file=@{ten}", server.url + "/file/upload"])
-        curl([*auth, "-X", "DELETE", f"{server.url}/file/delete/{json.loads(warm)['data']['id']}"])
+    warm_up(server, token, 10_000_000, 5)  # so the RSS growth below is the transfer's own
     uploads = []
     with PeakRss(server.workers()) as rss:
         for _ in range(3):

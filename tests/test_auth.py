@@ -519,3 +519,10 @@ def test_a_request_marks_its_session_as_used(make_app):
     assert client.get("/info", headers=headers).status_code == 200
     after = client.get("/sessions", headers=headers).json["data"]["items"][0]["last_used_at"]
     assert after > before
+
+
+def test_refresh_cookie_is_secure_over_https(client):
+    response = client.post("/signup", json={"id": "ann@example.com", "password": PASSWORD},
+                           base_url="https://api.example.net")
+    assert response.status_code == 201
+    assert "Secure" in response.headers["Set-Cookie"]
