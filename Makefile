@@ -1,9 +1,11 @@
-# make run: serve on :3000 (SQLite under instance/ unless DATABASE_URL says otherwise)
+# make run: serve on :3000 (SQLite under instance/ unless DATABASE_URL says otherwise); runtime packages only,
+#   settings from the environment or .env (PORT, HOST, WEB_CONCURRENCY, GUNICORN_THREADS, …)
 # make test: the whole suite on SQLite and MySQL (MYSQL_TEST_URL; REQUIRE_MYSQL=1 makes a missing MySQL fail)
 #   and the browser tests (Debian's chromium + chromium-driver; REQUIRE_BROWSER=1 makes a missing browser fail)
 #   and the scale-out tests (Redis at REDIS_TEST_URL, default redis://127.0.0.1:6379/15; REQUIRE_REDIS=1 makes
 #   a missing Redis fail); files tests run on local disk and on S3 (moto's server, started by the tests)
 # make web: the web client in web/ on :8080 (WEB_PORT), another origin than the API on :3000
+#   (API_URL=http://127.0.0.1:3901 prints the page's address with ?api= for an API elsewhere)
 # make fuzz: only the schemathesis run of `make test` (MySQL; FUZZ_MAX_EXAMPLES, FUZZ_SEED), report printed
 # make docs-check: only the /docs render check in headless Chromium, which must be installed here
 PYTHON ?= python3
@@ -13,15 +15,25 @@ ALEMBIC := $(VENV)/bin/alembic -c migrations/alembic.ini
 WEB_PORT ?= 8080
 WEB_HOST ?= 127.0.0.1
 
-.PHONY: run test migrate venv clean web
+API_URL ?=
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+.PHONY: run test migrate venv dev clean web
+
+# Two stamps: `make run` installs requirements.txt only; the test, fuzz, docs and bench targets add
+# requirements-dev.txt (pytest, selenium, schemathesis, moto) on top.
+$(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.runtime
+
+dev: $(VENV)/.dev
 
 migrate: venv
 	$(ALEMBIC) upgrade head
@@ -29,23 +41,24 @@ migrate: venv
 run: migrate
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: venv
+test: dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: fuzz docs-check
-fuzz: venv
+fuzz: dev
 	$(PY) -m pytest -s tests/fuzz $(PYTEST_ARGS)
 
-docs-check: venv
+docs-check: dev
 	REQUIRE_BROWSER=1 $(PY) -m pytest tests/test_docs_render.py $(PYTEST_ARGS)
 
+# The page's API address: ?api=API_URL when set, else what the page remembers, else http://localhost:3000.
 web:
-	@echo "Web client: http://localhost:$(WEB_PORT)/  (API address: http://localhost:3000, or ?api=URL)"
+	@echo "Web client: http://localhost:$(WEB_PORT)/$(if $(API_URL),?api=$(API_URL))  (API address: $(or $(API_URL),http://localhost:3000 or ?api=URL))"
 	$(PYTHON) -m http.server $(WEB_PORT) --bind $(WEB_HOST) --directory web
 
 clean:
 	rm -rf $(VENV) .pytest_cache
 
 .PHONY: bench
-bench: venv
+bench: dev
 	$(PY) bench/run.py
