@@ -5,9 +5,17 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent
-INSTANCE_DIR = Path(os.environ.get("INSTANCE_DIR", BASE_DIR / "instance"))
 
-load_dotenv(BASE_DIR / ".env")
+
+def load_env_file() -> None:
+    """Read `.env` (or the file DOTENV_PATH names) into os.environ; variables already set are kept.
+
+    Called on import, and by gunicorn.conf.py, so the server's settings come from the same file."""
+    load_dotenv(os.environ.get("DOTENV_PATH") or BASE_DIR / ".env", override=False)
+
+
+load_env_file()
+INSTANCE_DIR = Path(os.environ.get("INSTANCE_DIR", BASE_DIR / "instance"))
 
 
 def as_bool(value: str | None, default: bool = False) -> bool:

@@ -1,5 +1,13 @@
-"""gunicorn settings for every environment; override with the environment variables named here."""
+"""gunicorn settings for every environment; override with the environment variables named here.
+
+They are read after `.env` (see config.py), so `PORT=3901` there is honoured; the real environment wins."""
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from config import load_env_file  # noqa: E402
+
+load_env_file()
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
 # gthread: a slow upload or download holds one thread, never the whole worker or its heartbeat.
