@@ -81,4 +81,3 @@ class Config:
     S3_PART_SIZE = int(os.environ.get("S3_PART_SIZE", str(8 << 20)))  # one part per upload is held in memory
     MAX_UPLOAD_BYTES = int(os.environ.get("MAX_UPLOAD_BYTES", str(1 << 30)))
 
-    PORT = int(os.environ.get("PORT", "3000"))

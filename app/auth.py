@@ -1,5 +1,6 @@
 """The bearer-token and permission decorators: the only code that reads `Authorization` on protected routes."""
 import functools
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -9,19 +10,15 @@ from sqlalchemy.orm import Session
 
 from app.db import get_db, utcnow
 from app.errors import Forbidden, InvalidToken, MissingToken
+from app.extensions import auth_engine, tokens
 from app.models import DeviceSession, Role, User, UserRole
 
-
-
 # Built once: composing a statement costs more than running it over a warm connection.
-# One primary-key lookup (plus the user's row) without building ORM objects.
+# One primary-key lookup (plus the user's row) without building ORM objects; a row only for a live session.
 SESSION_LOOKUP = (
-    select(
-        DeviceSession.user_id, DeviceSession.revoked_at, DeviceSession.expires_at,
-        DeviceSession.last_used_at, User.login,
-    )
+    select(DeviceSession.user_id, DeviceSession.last_used_at, User.login)
     .join(User, User.id == DeviceSession.user_id)
-    .where(DeviceSession.id == bindparam("sid"))
+    .where(DeviceSession.id == bindparam("sid"), DeviceSession.live(bindparam("now")))
 )
 SESSION_TOUCH = update(DeviceSession).where(DeviceSession.id == bindparam("sid")).values(last_used_at=bindparam("now"))
 
@@ -34,12 +31,20 @@ def bearer_token() -> str | None:
     return token
 
 
+@dataclass(frozen=True)
+class Auth:
+    """What a protected view needs, read by the OpenAPI document: a bearer token, perhaps a permission."""
+
+    permission: str | None = None
+
+
 def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         authenticate()
         return view(*args, **kwargs)
 
+    wrapped.auth = Auth()  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -47,16 +52,16 @@ def authenticate() -> None:
     token = bearer_token()
     if token is None:
         raise MissingToken()
-    claims = current_app.extensions["tokens"].decode_access(token)
-    with current_app.extensions["auth_engine"].connect() as connection:
-        row = connection.execute(SESSION_LOOKUP, {"sid": claims["sid"]}).first()
-        now = utcnow()
-        if row is None or row.revoked_at is not None or row.expires_at <= now or str(row.user_id) != claims["sub"]:
+    claims = tokens().decode_access(token)
+    now = utcnow()
+    with auth_engine().connect() as connection:
+        row = connection.execute(SESSION_LOOKUP, {"sid": claims["sid"], "now": now}).first()
+        if row is None or str(row.user_id) != claims["sub"]:
             raise InvalidToken("the session of this token has been signed out")
         # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
         if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
             connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
-    g.user_id, g.session_id, g.login, g.claims = row.user_id, claims["sid"], row.login, claims
+    g.user_id, g.session_id, g.login = row.user_id, claims["sid"], row.login
 
 
 def require_permission(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -66,16 +71,17 @@ def require_permission(permission: str) -> Callable[[Callable[..., Any]], Callab
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             authenticate()
-            if not has_permission(get_db(), g.user_id, permission):
+            if not has_permission(get_db(), user_id=g.user_id, permission=permission):
                 raise Forbidden(f"this needs the permission {permission!r}")
             return view(*args, **kwargs)
 
+        wrapped.auth = Auth(permission)  # type: ignore[attr-defined]
         return wrapped
 
     return decorator
 
 
-def has_permission(db: Session, user_id: int, permission: str) -> bool:
+def has_permission(db: Session, *, user_id: int, permission: str) -> bool:
     """True for a superuser or a holder of any role that lists the permission; one query."""
     rows = db.execute(
         select(User.is_superuser, Role.permissions)

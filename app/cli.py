@@ -8,10 +8,10 @@ from flask.cli import with_appcontext
 
 from app.db import get_db, utcnow
 from app.errors import ApiError
-from app.services.access import make_superuser, purge, user_exists
+from app.extensions import passwords, storage
+from app.services.account import make_superuser, purge, user_exists
 from app.services.files import check_storage
-from app.storage import get_storage
-from app.validation import check_password, normalize_login
+from app.validation import check_password, login_of
 
 
 def register(app: Flask) -> None:
@@ -30,15 +30,15 @@ def create_superuser(login: str, set_password: bool) -> None:
     The password comes from SUPERUSER_PASSWORD, else from a hidden prompt asked twice.
     """
     try:
-        login = normalize_login(login, current_app.config["DEFAULT_PHONE_REGION"])
+        login = login_of(login)
         db = get_db()
         password = None
-        if set_password or not user_exists(db, login):
+        if set_password or not user_exists(db, login=login):
             password = check_password(
                 os.environ.get("SUPERUSER_PASSWORD")
                 or click.prompt("Password", hide_input=True, confirmation_prompt=True)
             )
-        created = make_superuser(db, current_app.extensions["passwords"], login, password, utcnow())
+        created = make_superuser(db, passwords=passwords(), login=login, password=password, now=utcnow())
     except ApiError as e:
         raise click.ClickException(e.message) from None
     if created:
@@ -59,7 +59,7 @@ def create_superuser(login: str, set_password: bool) -> None:
 def purge_sessions(older_than_days: int | None) -> None:
     """Delete expired sessions and, after the retention age, revoked sessions and old sign-in events."""
     days = current_app.config["SESSION_RETENTION_DAYS"] if older_than_days is None else older_than_days
-    result = purge(get_db(), utcnow(), timedelta(days=days))
+    result = purge(get_db(), now=utcnow(), keep=timedelta(days=days))
     click.echo(
         f"removed {result.sessions} sessions, {result.refresh_tokens} refresh tokens, "
         f"{result.login_events} sign-in events"
@@ -80,7 +80,7 @@ def storage_check(repair: bool, min_age: float) -> None:
     Exits 1 while anything is left wrong: rows missing bytes, or orphans not removed.
     """
     try:
-        report = check_storage(get_db(), get_storage(), min_age, repair)
+        report = check_storage(get_db(), storage(), min_age=min_age, repair=repair)
     except ApiError as e:  # the object store is unreachable: say so, without a traceback
         raise click.ClickException(e.message) from None
     action = "removed" if repair else "orphan"

@@ -1,162 +1,180 @@
-"""The ApiError family and the one place that turns any failure into the JSON envelope."""
-import logging
-import time
-import traceback
+"""Every error the API answers with: one class per `error.code`, carrying its status and what it means.
+
+Plain exceptions, importable by services, storage and validation without Flask. `app.handlers` turns
+them (and werkzeug's and gunicorn's own refusals, through the classes of the second group) into the
+JSON envelope; the OpenAPI document lists them from here.
+"""
 from typing import Any
-
-from flask import Flask, Response, current_app, jsonify, request
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
-
-from app.extensions import limiter
-
-log = logging.getLogger("app")
 
 
 class ApiError(Exception):
-    status = 400
-    code = "bad_request"
-    message = "bad request"
+    headers: dict[str, tuple[str, dict[str, Any]]] = {}  # headers its answer always carries: name → (why, schema)
+    status = 500
+    code = "internal_error"
+    message = "internal server error"
+    description = "unexpected failure; a generic message, details only in the server log"
 
     def __init__(self, message: str | None = None, details: dict[str, Any] | None = None):
         super().__init__(message or self.message)
         self.message = message or self.message
         self.details = details
 
-
-class ValidationError(ApiError):
-    status, code, message = 400, "validation_error", "invalid input"
-
-    @classmethod
-    def field(cls, name: str, why: str) -> "ValidationError":
-        return cls(f"{name}: {why}", {"fields": {name: why}})
+    def envelope(self) -> dict[str, Any]:
+        return envelope_error(self.code, self.message, self.details)
 
 
-class MissingToken(ApiError):
-    status, code, message = 401, "missing_token", "Authorization: Bearer <access token> is required"
-
-
-class InvalidToken(ApiError):
-    status, code, message = 401, "invalid_token", "the access token is invalid"
-
-
-class TokenExpired(ApiError):
-    status, code, message = 401, "token_expired", "the access token has expired; refresh it"
-
-
-class InvalidCredentials(ApiError):
-    status, code, message = 401, "invalid_credentials", "wrong id or password"
-
-
-class InvalidRefreshToken(ApiError):
-    status, code, message = 401, "invalid_refresh_token", "the refresh token is invalid or expired"
-
-
-class Forbidden(ApiError):
-    status, code, message = 403, "forbidden", "you do not have permission for this"
-
-
-class NotFound(ApiError):
-    status, code, message = 404, "not_found", "not found"
-
-
-class UserExists(ApiError):
-    status, code, message = 409, "user_exists", "a user with this id already exists"
-
-
-class Conflict(ApiError):
-    status, code, message = 409, "conflict", "conflict"
-
-
-class RoleExists(Conflict):
-    code, message = "role_exists", "a role with this name already exists"
-
-
-class FileTooLarge(ApiError):
-    status, code, message = 413, "file_too_large", "the upload is larger than the limit"
-
-
-class ServiceUnavailable(ApiError):
-    status, code, message = 503, "service_unavailable", "a backing service is unavailable; retry later"
-
-
-class StorageUnavailable(ServiceUnavailable):
-    message = "the file storage is unavailable; retry later"
-
-
-HTTP_CODES = {
-    400: "validation_error",
-    401: "invalid_token",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    412: "precondition_failed",
-    413: "file_too_large",
-    414: "uri_too_long",
-    415: "validation_error",
-    416: "range_not_satisfiable",
-    429: "rate_limited",
-    431: "headers_too_large",
-}
-
-
-def envelope_error(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
+def envelope_error(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details
     return {"data": None, "error": error}
 
 
-def _with_stack(body: dict, exc: BaseException) -> dict:
-    if current_app.debug:
-        body["error"]["stack"] = "".join(traceback.format_exception(exc))
-    return body
+# -- raised by the app ---------------------------------------------------------------------------------
 
 
-def _retry_after() -> int:
-    current = limiter.current_limit
-    return max(1, int(current.reset_at - time.time())) if current else 60
+class ValidationError(ApiError):
+    status, code, message = 400, "validation_error", "invalid input"
+    description = ("missing or invalid field, malformed JSON or multipart, an unsupported body type, bad "
+                   "`page`/`list_size`, no `file` part; `details.fields` names each bad field and why")
+
+    @classmethod
+    def field(cls, name: str, why: str) -> "ValidationError":
+        return cls.fields({name: why})
+
+    @classmethod
+    def fields(cls, reasons: dict[str, str]) -> "ValidationError":
+        """One error naming every bad field; the message names the first."""
+        name, why = next(iter(reasons.items()))
+        return cls(f"{name}: {why}", {"fields": reasons})
 
 
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(e: ApiError):
-        return jsonify(envelope_error(e.code, e.message, e.details)), e.status
+class MissingToken(ApiError):
+    status, code, message = 401, "missing_token", "Authorization: Bearer <access token> is required"
+    description = "no `Authorization: Bearer …` on a protected route"
 
-    @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException) -> Response:
-        # Start from werkzeug's response so 405 keeps `Allow` and 429 keeps `Retry-After`.
-        response = e.get_response()
-        status = e.code or 500
-        message = e.description or "error"
-        if status == 404:
-            message = f"no such route: {request.method} {request.path}"
-        elif status == 405:
-            message = f"{request.method} is not allowed on {request.path}; allowed: {response.headers.get('Allow', '')}"
-        elif status == 429:
-            message = f"too many attempts ({e.description}); retry later"
-            response.headers["Retry-After"] = str(_retry_after())
-        elif status == 416:
-            message = "the requested range is outside the file"
-        elif status == 413:
-            limit = request.max_content_length
-            message = f"the request body is larger than the limit of {limit} bytes" if limit else "the request body is too large"
-        body = envelope_error(HTTP_CODES.get(status, "http_error"), message)
-        response.set_data(jsonify(body).get_data())
-        response.content_type = "application/json"
-        return response
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(PoolTimeout)
-    def database_unavailable(e: Exception):
-        log.error("database unavailable: %s", e)
-        body = envelope_error(ServiceUnavailable.code, ServiceUnavailable.message)
-        return jsonify(_with_stack(body, e)), 503
+class InvalidToken(ApiError):
+    status, code, message = 401, "invalid_token", "the access token is invalid"
+    description = "bad signature, malformed, wrong token type, unknown or revoked session"
 
-    @app.errorhandler(Exception)
-    def unexpected(e: Exception):
-        if isinstance(e, DBAPIError) and e.connection_invalidated:
-            return database_unavailable(e)
-        log.exception("unhandled error")
-        body = envelope_error("internal_error", "internal server error")
-        return jsonify(_with_stack(body, e)), 500
+
+class TokenExpired(ApiError):
+    status, code, message = 401, "token_expired", "the access token has expired; refresh it"
+    description = "a well-formed access token past its `exp`: refresh it"
+
+
+class InvalidCredentials(ApiError):
+    status, code, message = 401, "invalid_credentials", "wrong id or password"
+    description = "sign-in with an unknown id or a wrong password (one message for both)"
+
+
+class InvalidRefreshToken(ApiError):
+    status, code, message = 401, "invalid_refresh_token", "the refresh token is invalid or expired"
+    description = "refresh token unknown, expired, revoked or already rotated"
+
+
+class Forbidden(ApiError):
+    status, code, message = 403, "forbidden", "you do not have permission for this"
+    description = "authenticated, but lacking the permission (or a wrong `current_password`)"
+
+
+class NotFound(ApiError):
+    status, code, message = 404, "not_found", "not found"
+    description = "unknown route; a file, session, role or user that does not exist or is not the caller's"
+
+
+class UserExists(ApiError):
+    status, code, message = 409, "user_exists", "a user with this id already exists"
+    description = "sign-up, or change of login, to an id already taken"
+
+
+class Conflict(ApiError):
+    status, code, message = 409, "conflict", "conflict"
+    description = "the resource was changed by another request meanwhile; retry"
+
+
+class RoleExists(Conflict):
+    code, message = "role_exists", "a role with this name already exists"
+    description = "a role with this name already exists"
+
+
+class FileTooLarge(ApiError):
+    status, code, message = 413, "file_too_large", "the upload is larger than the limit"
+    description = "body over the limit (`MAX_UPLOAD_BYTES` for uploads, a small fixed limit for other bodies); nothing is stored"
+
+
+class ServiceUnavailable(ApiError):
+    status, code, message = 503, "service_unavailable", "a backing service is unavailable; retry later"
+    description = "the database or the storage is unreachable; retry later"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    message = "the file storage is unavailable; retry later"
+
+
+class InternalError(ApiError):
+    """Anything unexpected: the class defaults already say it."""
+
+
+# -- refusals of the HTTP layer (werkzeug, the rate limiter, gunicorn), in the same envelope ----------
+
+
+class MethodNotAllowed(ApiError):
+    status, code, message = 405, "method_not_allowed", "method not allowed"
+    description = "known route, wrong method (the `Allow` header lists the right ones)"
+
+
+class PreconditionFailed(ApiError):
+    status, code, message = 412, "precondition_failed", "a precondition of the request does not hold"
+    description = "`If-Match` names another version of the file, or it changed after `If-Unmodified-Since`"
+
+
+class UriTooLong(ApiError):
+    status, code, message = 414, "uri_too_long", "the request line is too long"
+    description = "the request line is longer than the HTTP server's limit"
+
+
+class RangeNotSatisfiable(ApiError):
+    status, code, message = 416, "range_not_satisfiable", "the requested range is outside the file"
+    description = "a `Range` outside the file"
+    headers = {"Content-Range": ("`bytes */<size>`.", {"type": "string"})}
+
+
+class RateLimited(ApiError):
+    status, code, message = 429, "rate_limited", "too many attempts; retry later"
+    description = "too many attempts; see `Retry-After`"
+    headers = {"Retry-After": ("Seconds until another attempt may succeed.", {"type": "integer"})}
+
+
+class HeadersTooLarge(ApiError):
+    status, code, message = 431, "headers_too_large", "a request header is too large"
+    description = "a request header is longer than the HTTP server's limit"
+
+
+class HttpError(ApiError):
+    status, code, message = 400, "http_error", "the request was refused"
+    description = "any other HTTP-level refusal"
+
+
+def all_errors() -> list[type[ApiError]]:
+    """Every error class, each code once, in the order declared here."""
+    found: dict[str, type[ApiError]] = {}
+    stack: list[type[ApiError]] = [ApiError]
+    while stack:
+        cls = stack.pop(0)
+        found.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return sorted(found.values(), key=lambda cls: (cls.status, cls.code))
+
+
+# The class that stands for an HTTP status the app did not raise itself (werkzeug's, gunicorn's).
+BY_STATUS: dict[int, type[ApiError]] = {
+    400: ValidationError, 401: InvalidToken, 403: Forbidden, 404: NotFound, 405: MethodNotAllowed,
+    412: PreconditionFailed, 413: FileTooLarge, 414: UriTooLong, 415: ValidationError,
+    416: RangeNotSatisfiable, 429: RateLimited, 431: HeadersTooLarge, 500: InternalError,
+}
+
+
+def for_status(status: int) -> type[ApiError]:
+    return BY_STATUS.get(status, HttpError)

@@ -5,20 +5,25 @@ gunicorn answers some requests before the app sees them: a request line over `li
 an HTML page; the contract says every error is JSON and every response carries `X-Request-ID` and
 `Access-Control-Allow-Origin`.
 """
+import inspect
 import json
 import uuid
 from socket import socket
 
 from gunicorn import util
+from gunicorn.workers import base
 from gunicorn.workers.gthread import ThreadWorker
 
-from app.errors import HTTP_CODES, envelope_error
+from app.errors import ValidationError, for_status
+
+# What is replaced, as this module knows it: a change in gunicorn must stop the server, not pass unseen.
+PATCHED_SIGNATURE = ["sock", "status_int", "reason", "mesg"]
 
 
 def write_json_error(sock: socket, status: int, reason: str, message: str) -> None:
-    code = HTTP_CODES.get(status) or ("internal_error" if status == 500 else "http_error")
-    details = {"fields": {"request": message}} if code == "validation_error" else None
-    body = json.dumps(envelope_error(code, message or reason.lower(), details), separators=(",", ":")).encode()
+    kind, message = for_status(status), message or reason.lower()
+    error = ValidationError.field("request", message) if kind is ValidationError else kind(message)
+    body = json.dumps(error.envelope(), separators=(",", ":")).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"
         "Connection: close\r\n"
@@ -31,8 +36,19 @@ def write_json_error(sock: socket, status: int, reason: str, message: str) -> No
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+def check_patch_target() -> None:
+    """Fail loudly if gunicorn no longer renders its refusals through `util.write_error(sock, status, reason, mesg)`."""
+    original = getattr(util, "write_error", None)
+    if original is None or list(inspect.signature(original).parameters) != PATCHED_SIGNATURE:
+        raise RuntimeError("gunicorn.util.write_error is not what app.gunicorn_worker expects; check the upgrade")
+    if "util.write_error(" not in inspect.getsource(base.Worker.handle_error):
+        raise RuntimeError("gunicorn's Worker.handle_error no longer calls util.write_error; check the upgrade")
+
+
 class JsonErrorWorker(ThreadWorker):
     def init_process(self) -> None:
         # Worker.handle_error renders through util.write_error; this process serves only the API.
-        util.write_error = write_json_error
+        if util.write_error is not write_json_error:
+            check_patch_target()
+            util.write_error = write_json_error
         super().init_process()

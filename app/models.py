@@ -1,7 +1,8 @@
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, false
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, BigInteger, Boolean, ColumnElement, ForeignKey, Index, Integer, String, and_, false
+from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Login, utcnow
 
@@ -31,8 +32,10 @@ class DeviceSession(Base):
     user_agent: Mapped[str] = mapped_column(String(255), default="")
     ip: Mapped[str] = mapped_column(String(45), default="")
 
-    def is_live(self, now: datetime) -> bool:
-        return self.revoked_at is None and self.expires_at > now
+    @classmethod
+    def live(cls, now: Any) -> ColumnElement[bool]:
+        """The one definition of a live session: not signed out, not expired (`now` may be a bind parameter)."""
+        return and_(cls.revoked_at.is_(None), cls.expires_at > now)
 
 
 class RefreshToken(Base):
@@ -46,8 +49,6 @@ class RefreshToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     rotated_at: Mapped[datetime | None]
-
-    session: Mapped[DeviceSession] = relationship(lazy="joined")
 
 
 class LoginEvent(Base):

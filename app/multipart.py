@@ -4,7 +4,7 @@ from typing import Iterator
 from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
 
 from app.errors import ValidationError
-from app.storage import ByteStream
+from app.storage.base import ByteStream
 
 CHUNK = 1 << 20
 # Part headers and the preamble are buffered until their end is seen; real clients need a few hundred bytes.

@@ -4,14 +4,20 @@ from typing import Annotated, Any, TypeVar
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from flask import request
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+from email_validator.rfc_constants import DNS_LABEL_LENGTH_LIMIT, EMAIL_MAX_LENGTH, LOCAL_PART_MAX_LENGTH
+from flask import current_app, request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, StringConstraints, ValidationInfo
 from pydantic import ValidationError as PydanticError
+from pydantic_core import PydanticCustomError
 
 from app.errors import ValidationError
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
-LOGIN_MAX = 255
+LOGIN_MAX = EMAIL_MAX_LENGTH  # a phone number is far shorter
+# What email-validator accepts, as far as a JSON Schema pattern can say it: lengths of the local part and
+# of each domain label (no whitespace, one @); the rest is checked by email-validator itself.
+EMAIL_PATTERN = (rf"^[^@\s]{{1,{LOCAL_PART_MAX_LENGTH}}}@([^@\s.]{{1,{DNS_LABEL_LENGTH_LIMIT}}}\.)+"
+                 rf"[^@\s.]{{2,{DNS_LABEL_LENGTH_LIMIT}}}$")
 LIST_SIZE_MAX = 100
 PAGE_MAX = 999_999_999  # nine digits: longer `page` values are refused before int() sees them
 PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-.]{3,32}$")
@@ -22,16 +28,33 @@ NAME_MAX, DESCRIPTION_MAX, PERMISSIONS_MAX = 64, 255, 100
 M = TypeVar("M", bound=BaseModel)
 
 
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    """An optional field may be left out, never sent as null: its `None` default is not a value to document."""
+    for field in schema.get("properties", {}).values():
+        if "default" in field and field["default"] is None:
+            del field["default"]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+    model_config = ConfigDict(extra="forbid", str_max_length=4096, json_schema_extra=_no_null_defaults)
+
+
+def _normalised_login(value: str, info: ValidationInfo) -> str:
+    """A login field is checked with the others, so one answer names every bad field."""
+    try:
+        return normalize_login(value, (info.context or {}).get("region", "RU"))
+    except ValidationError as e:
+        raise PydanticCustomError("login", e.details["fields"]["id"]) from None
 
 
 Login = Annotated[StrictStr, Field(
     max_length=LOGIN_MAX,
     description="An email address, or a phone number (E.164, or national in DEFAULT_PHONE_REGION).",
     examples=["ann@example.com", "+79991234567"],
-    json_schema_extra={"anyOf": [{"format": "email"}, {"pattern": PHONE_CHARS.pattern}]},
-)]
+    json_schema_extra={"anyOf": [
+        {"format": "email", "pattern": EMAIL_PATTERN}, {"pattern": PHONE_CHARS.pattern},
+    ]},
+), AfterValidator(_normalised_login)]
 Password = Annotated[StrictStr, Field(
     min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, description=f"{PASSWORD_MIN} to {PASSWORD_MAX} characters.",
     examples=["correct horse"],
@@ -47,14 +70,15 @@ class SignUp(Credentials):
     password: Password
 
 
+# Optional fields are not nullable: a form cannot say null, and JSON and forms share one schema.
 class RefreshBody(Strict):
-    refresh_token: StrictStr | None = None
+    refresh_token: StrictStr = None  # type: ignore[assignment]
 
 
 class AccountChange(Strict):
     current_password: StrictStr
-    id: Login | None = None
-    password: Password | None = None
+    id: Login = None  # type: ignore[assignment]
+    password: Password = None  # type: ignore[assignment]
 
 
 Name = Annotated[StrictStr, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
@@ -109,15 +133,20 @@ def body() -> dict[str, Any]:
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:
+    """The model, with every bad field named at once; logins come back normalised."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"region": current_app.config["DEFAULT_PHONE_REGION"]})
     except PydanticError as e:
-        fields = {}
+        fields: dict[str, str] = {}
         for err in e.errors():
             name = ".".join(str(part) for part in err["loc"]) or "body"
             fields.setdefault(name, _reason(err))
-        first = next(iter(fields.items()))
-        raise ValidationError(f"{first[0]}: {first[1]}", {"fields": fields}) from None
+        raise ValidationError.fields(fields) from None
+
+
+def login_of(raw: str) -> str:
+    """A login typed anywhere (a URL, the console), normalised with the configured phone region."""
+    return normalize_login(raw, current_app.config["DEFAULT_PHONE_REGION"])
 
 
 def _reason(err: dict[str, Any]) -> str:
@@ -163,19 +192,32 @@ def check_password(password: str, field: str = "password") -> str:
     return password
 
 
+PAGE_PARAMETERS = (
+    {"name": "page", "in": "query", "required": False, "description": "1-based page; empty means 1.",
+     "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 1}},
+    {"name": "list_size", "in": "query", "required": False, "description": "Items per page; empty means 10.",
+     "schema": {"type": "integer", "minimum": 1, "maximum": LIST_SIZE_MAX, "default": 10}},
+)
+
+
 def page_params(max_size: int = LIST_SIZE_MAX) -> tuple[int, int]:
     """`page` (default 1) and `list_size` (default 10); an empty parameter means the default."""
-    return _positive_int("page", 1, None), _positive_int("list_size", 10, max_size)
+    reasons: dict[str, str] = {}
+    page = _positive_int("page", 1, PAGE_MAX, reasons)
+    list_size = _positive_int("list_size", 10, max_size, reasons)
+    if reasons:
+        raise ValidationError.fields(reasons)
+    return page, list_size
 
 
-def _positive_int(name: str, default: int, maximum: int | None) -> int:
+def _positive_int(name: str, default: int, maximum: int, reasons: dict[str, str]) -> int:
     raw = request.args.get(name, "").strip()
     if raw == "":
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(PAGE_MAX)):
-        raise ValidationError.field(name, "must be a positive integer")
+        reasons[name] = "must be a positive integer"
+        return default
     value = int(raw)
-    if value < 1 or (maximum is not None and value > maximum):
-        bound = f"1 to {maximum}" if maximum else "at least 1"
-        raise ValidationError.field(name, f"must be {bound}")
+    if not 1 <= value <= maximum:
+        reasons[name] = f"must be 1 to {maximum}"
     return value

@@ -309,7 +309,7 @@ def storage_comparison(uploads: Path) -> list[tuple[str, str, str]]:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
     sys.path.insert(0, str(ROOT))
-    from app.storage_s3 import make_client
+    from app.storage.s3 import make_client
 
     source = WORK / "s3-source.bin"
     with source.open("wb") as out:

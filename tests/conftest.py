@@ -180,7 +180,7 @@ def s3_server() -> Iterator[S3Endpoint]:
     """moto's standalone S3 server on a free loopback port, with the test bucket created."""
     from moto.server import ThreadedMotoServer
 
-    from app.storage_s3 import make_client
+    from app.storage.s3 import make_client
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
     port = free_port()

@@ -57,7 +57,8 @@ def test_upload_returns_the_file_object_and_keeps_a_unicode_name(client, signed_
     response = upload(client, signed_in, content, "отчёт 2026.PDF")
     assert response.status_code == 201
     data = response.json["data"]
-    assert set(data) == {"id", "name", "extension", "mime_type", "size", "uploaded_at", "updated_at"}
+    assert set(data) == {"id", "name", "extension", "mime_type", "size", "sha256", "uploaded_at", "updated_at"}
+    assert data["sha256"] == hashlib.sha256(content).hexdigest()
     assert data["name"] == "отчёт 2026.PDF"
     assert data["extension"] == "pdf"
     assert data["mime_type"] == "application/pdf"
@@ -290,6 +291,36 @@ def test_conditional_get_and_ranges(client, signed_in):
     assert client.get(url, headers={**signed_in, "If-Match": etag}).status_code == 412
 
 
+def test_range_forms_the_server_does_not_serve_get_the_whole_file(client, signed_in):
+    """RFC 9110 §14.2: a Range in another unit, or one that cannot be parsed, is ignored."""
+    content = os.urandom(1000)
+    url = f"/file/download/{uploaded(client, signed_in, content, 'r.bin')['id']}"
+    for header in ("items=0-1", "bytes=", "bytes=5-2", "bytes=abc", "0-10"):
+        whole = client.get(url, headers={**signed_in, "Range": header})
+        assert whole.status_code == 200 and whole.data == content, header
+    suffix = client.get(url, headers={**signed_in, "Range": "bytes=-100"})
+    assert suffix.status_code == 206 and suffix.data == content[-100:]
+    assert suffix.headers["Content-Range"] == "bytes 900-999/1000"
+    past_end = client.get(url, headers={**signed_in, "Range": "bytes=990-5000"})
+    assert past_end.status_code == 206 and past_end.data == content[990:]
+    dated = client.get(url, headers={**signed_in, "Range": "bytes=0-9", "If-Range": "Sat, 01 Jan 2000 00:00:00 GMT"})
+    assert dated.status_code == 200 and dated.data == content  # replaced since that date: the whole file
+    later = client.get(url, headers={**signed_in, "Range": "bytes=0-9", "If-Range": "Fri, 01 Jan 2100 00:00:00 GMT"})
+    assert later.status_code == 206 and later.data == content[:10]
+    weak = client.get(url, headers={**signed_in, "Range": "bytes=0-9", "If-Range": f'W/"{sha(content)}"'})
+    assert weak.status_code == 200 and weak.data == content  # a weak validator never holds for If-Range
+    current = client.get(url, headers={**signed_in, "Range": "bytes=5000-", "If-None-Match": f'"{sha(content)}"'})
+    assert current.status_code == 304  # If-None-Match is answered before the range is looked at
+
+
+def test_an_empty_if_match_is_taken_as_not_sent(client, signed_in):
+    content = b"abc"
+    url = f"/file/download/{uploaded(client, signed_in, content, 'a.txt')['id']}"
+    for value in ("", "  "):
+        response = client.get(url, headers={**signed_in, "If-Match": value})
+        assert response.status_code == 200 and response.data == content
+
+
 def test_failed_if_match_is_a_json_412_without_the_content(client, signed_in):
     content = b"the file's own bytes"
     url = f"/file/download/{uploaded(client, signed_in, content, 'm.txt')['id']}"
@@ -315,7 +346,7 @@ def test_pagination_over_seven_files_newest_first(client, signed_in):
         pages.append([item["id"] for item in body["items"]])
     assert pages == [ids[::-1][0:3], ids[::-1][3:6], ids[::-1][6:], []]
     assert set(client.get("/file/list", headers=signed_in).json["data"]["items"][0]) == {
-        "id", "name", "extension", "mime_type", "size", "uploaded_at", "updated_at"}
+        "id", "name", "extension", "mime_type", "size", "sha256", "uploaded_at", "updated_at"}
 
 
 def test_every_page_size_walks_the_same_order_and_total_follows_deletes(client, signed_in):

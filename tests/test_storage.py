@@ -7,7 +7,7 @@ import pytest
 
 from app import create_app
 from app.storage import LocalStorage
-from app.storage_s3 import S3Storage
+from app.storage.s3 import S3Storage
 from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, S3_CREDENTIALS, S3_ONCE, bearer, sign_up, stored_files
 from tests.test_files import get, live_token, multipart, send, sha
 

@@ -1,63 +1,82 @@
 """The caller's own account: devices, sign-in history, change of login or password."""
-from flask import Blueprint, current_app, g
+from flask import Blueprint, g
 
+from app import shapes
+from app.api import link, operation
 from app.auth import token_required
 from app.db import get_db, utcnow
-from app.errors import ValidationError
-from app.responses import clear_refresh_cookie, login_event_json, ok, page_json, session_json
-from app.services.access import change_account, live_sessions, log_out_all, login_history, revoke_session
-from app.validation import AccountChange, body, normalize_login, page_params, parse
+from app.errors import Forbidden, UserExists, ValidationError
+from app.extensions import passwords
+from app.models import DeviceSession
+from app.responses import clear_refresh_cookie, ok
+from app.services.account import change_account, live_sessions, log_out_all, login_history, revoke_session
+from app.validation import PAGE_PARAMETERS, AccountChange, body, page_params, parse
 
 bp = Blueprint("account", __name__)
 
 
+def session_shape(device: DeviceSession) -> shapes.Session:
+    return shapes.Session(
+        id=device.id, created_at=device.created_at, last_used_at=device.last_used_at, user_agent=device.user_agent,
+        ip=device.ip, current=device.id == g.session_id,
+    )
+
+
 @bp.get("/sessions")
+@operation("listSessions", "account", "My signed-in devices", returns=shapes.SessionList, links={
+    "revokeSession": link("revokeSession", "Sign the newest device out.", sid="$response.body#/data/items/0/id"),
+})
 @token_required
 def sessions():
-    devices = live_sessions(get_db(), g.user_id, utcnow())
-    return ok({"items": [session_json(device, g.session_id) for device in devices]})
+    devices = live_sessions(get_db(), user_id=g.user_id, now=utcnow())
+    return ok(shapes.SessionList(items=[session_shape(device) for device in devices]))
 
 
 @bp.delete("/sessions/<sid>")
+@operation("revokeSession", "account", "Sign one of my devices out", returns=shapes.SessionRevoked,
+           path_docs={"sid": "A session id, as listed by `GET /sessions`."},
+           description="Another user's session id answers 404, like an unknown one.")
 @token_required
 def sign_out_device(sid: str):
-    revoke_session(get_db(), g.user_id, sid, utcnow())
-    response, status = ok({"id": sid, "revoked": True})
+    revoke_session(get_db(), user_id=g.user_id, session_id=sid, now=utcnow())
+    response = ok(shapes.SessionRevoked(id=sid))
     if sid == g.session_id:
         clear_refresh_cookie(response)
-    return response, status
+    return response
 
 
 @bp.post("/logout/all")
+@operation("logoutAll", "account", "Sign all my devices out", returns=shapes.LoggedOutAll)
 @token_required
 def logout_all():
-    count = log_out_all(get_db(), g.user_id, utcnow())
-    response, status = ok({"logged_out": True, "sessions": count})
+    count = log_out_all(get_db(), user_id=g.user_id, now=utcnow())
+    response = ok(shapes.LoggedOutAll(sessions=count))
     clear_refresh_cookie(response)
-    return response, status
+    return response
 
 
 @bp.get("/login/history")
+@operation("loginHistory", "account", "My sign-in attempts", returns=shapes.LoginEventPage, parameters=PAGE_PARAMETERS)
 @token_required
 def history():
     page, list_size = page_params()
-    events, total = login_history(get_db(), g.user_id, page, list_size)
-    return ok(page_json([login_event_json(event) for event in events], page, list_size, total))
+    events, total = login_history(get_db(), user_id=g.user_id, page=page, list_size=list_size)
+    items = [shapes.LoginEvent(at=e.at, ip=e.ip, user_agent=e.user_agent, success=e.success) for e in events]
+    return ok(shapes.LoginEventPage.of(items, page, list_size, total))
 
 
 @bp.patch("/user")
+@operation("updateAccount", "account", "Change my login and/or password", returns=shapes.Me, body=AccountChange,
+           errors=(Forbidden, UserExists), description=(
+               "`current_password` is required; a wrong one is 403. Give `id`, `password` or both. "
+               "A new password signs out every other device."))
 @token_required
 def update_user():
     data = parse(AccountChange, body())
-    login = normalize_login(data.id, current_app.config["DEFAULT_PHONE_REGION"]) if data.id is not None else None
-    password = data.password
-    if login is None and password is None:
-        raise ValidationError(
-            "give a new id, a new password, or both",
-            {"fields": {"id": "id or password is required", "password": "id or password is required"}},
-        )
+    if data.id is None and data.password is None:
+        raise ValidationError.fields({"id": "id or password is required", "password": "id or password is required"})
     new_login = change_account(
-        get_db(), current_app.extensions["passwords"], g.user_id, g.session_id,
-        data.current_password, login, password, utcnow(),
+        get_db(), passwords=passwords(), user_id=g.user_id, session_id=g.session_id,
+        current_password=data.current_password, new_login=data.id, new_password=data.password, now=utcnow(),
     )
-    return ok({"id": new_login})
+    return ok(shapes.Me(id=new_login))

@@ -1,35 +1,42 @@
-from flask import Blueprint, current_app, g
+"""Who am I, and the probes."""
+from flask import Blueprint, g
 from sqlalchemy import text
 
+from app import shapes
+from app.api import link, operation
 from app.auth import token_required
 from app.errors import ServiceUnavailable
+from app.extensions import engine, storage
 from app.responses import ok
-from app.storage import get_storage
 
 bp = Blueprint("info", __name__)
 
 
 @bp.get("/info")
+@operation("info", "account", "Who am I", returns=shapes.Me,
+           links={"rolesOfUser": link("rolesOfUser", "My roles.", login="$response.body#/data/id")})
 @token_required
 def info():
-    return ok({"id": g.login})
+    return ok(shapes.Me(id=g.login))
 
 
 @bp.get("/ping")
+@operation("ping", "service", "Liveness, without touching the database", returns=shapes.Pong, database=False)
 def ping():
     """Liveness without touching the database (and the floor the benchmarks compare against)."""
-    return ok({"pong": True})
+    return ok(shapes.Pong())
 
 
 @bp.get("/health")
+@operation("health", "service", "Readiness: the database and the file storage answer", returns=shapes.Health)
 def health():
     try:
-        with current_app.extensions["engine"].connect() as connection:
+        with engine().connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as e:  # any failure to reach the database means "not healthy"
         raise ServiceUnavailable(f"database unreachable: {type(e).__name__}") from None
     try:
-        get_storage().check()
+        storage().check()
     except Exception as e:  # the same for the file storage
         raise ServiceUnavailable(f"file storage unreachable: {type(e).__name__}") from None
-    return ok({"status": "ok", "database": "ok", "storage": "ok"})
+    return ok(shapes.Health())

@@ -1,21 +1,37 @@
 """Roles and their grants; managing them needs `roles:manage` (superusers pass every check)."""
 from typing import Any
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, g, request
 
+from app import shapes
+from app.api import link, operation
 from app.auth import has_permission, require_permission, token_required
 from app.db import get_db, utcnow
-from app.errors import Forbidden, ValidationError
-from app.responses import ok, role_json
+from app.errors import Forbidden, RoleExists, ValidationError
+from app.models import Role
+from app.responses import ok
 from app.services.roles import (
     create_role, delete_role, effective_permissions, grant_role, list_roles, revoke_role, roles_of, update_role,
 )
-from app.validation import RoleCreate, RoleUpdate, body, normalize_login, parse
+from app.validation import RoleCreate, RoleUpdate, body, login_of, parse
 
 bp = Blueprint("roles", __name__)
 
 MANAGE = "roles:manage"
 ROLE_ID = "<int:role_id>"
+PATH_DOCS = {
+    "role_id": "The role's id.",
+    "login": "An email address or a phone number, normalised like a sign-up `id`.",
+}
+FORM_LISTS = "In a form, repeat `permissions` once per item."
+ROLE_LINKS = {
+    "updateRole": link("updateRole", "Change the role just created.", role_id="$response.body#/data/id"),
+    "deleteRole": link("deleteRole", "Delete the role just created.", role_id="$response.body#/data/id"),
+}
+
+
+def role_shape(role: Role) -> shapes.Role:
+    return shapes.Role(id=role.id, name=role.name, description=role.description, permissions=role.permissions)
 
 
 def role_body() -> dict[str, Any]:
@@ -29,66 +45,81 @@ def role_body() -> dict[str, Any]:
 def url_login(raw: str) -> str | None:
     """The login in the URL, normalised like a sign-up id; None when it cannot be anyone's."""
     try:
-        return normalize_login(raw, current_app.config["DEFAULT_PHONE_REGION"])
+        return login_of(raw)
     except ValidationError:
         return None
 
 
 @bp.get("/roles")
+@operation("listRoles", "roles", "List roles", returns=shapes.RoleList, errors=(Forbidden,))
 @require_permission(MANAGE)
 def index():
-    return ok({"items": [role_json(role) for role in list_roles(get_db())]})
+    return ok(shapes.RoleList(items=[role_shape(role) for role in list_roles(get_db())]))
 
 
 @bp.post("/roles")
+@operation("createRole", "roles", "Create a role", returns=shapes.Role, status=201, body=RoleCreate,
+           errors=(Forbidden, RoleExists), links=ROLE_LINKS, description=FORM_LISTS)
 @require_permission(MANAGE)
 def create():
     data = parse(RoleCreate, role_body())
-    role = create_role(get_db(), data.name, data.description, data.permissions, utcnow())
-    return ok(role_json(role), 201)
+    role = create_role(
+        get_db(), name=data.name, description=data.description, permissions=data.permissions, now=utcnow(),
+    )
+    return ok(role_shape(role), 201)
 
 
 @bp.put(f"/roles/{ROLE_ID}")
+@operation("updateRole", "roles", "Rename a role or change its description or permissions", returns=shapes.Role,
+           body=RoleUpdate, errors=(Forbidden, RoleExists), path_docs=PATH_DOCS,
+           description="Only the fields sent change. " + FORM_LISTS)
 @require_permission(MANAGE)
 def update(role_id: int):
     changes = parse(RoleUpdate, role_body()).model_dump(exclude_unset=True)
     if not changes:
-        raise ValidationError("give name, description or permissions", {"fields": {"body": "nothing to change"}})
-    return ok(role_json(update_role(get_db(), role_id, changes)))
+        raise ValidationError.field("body", "nothing to change: give name, description or permissions")
+    return ok(role_shape(update_role(get_db(), role_id=role_id, changes=changes)))
 
 
 @bp.delete(f"/roles/{ROLE_ID}")
+@operation("deleteRole", "roles", "Delete a role (and its grants)", returns=shapes.RoleDeleted, errors=(Forbidden,),
+           path_docs=PATH_DOCS)
 @require_permission(MANAGE)
 def delete(role_id: int):
-    delete_role(get_db(), role_id)
-    return ok({"id": role_id, "deleted": True})
+    delete_role(get_db(), role_id=role_id)
+    return ok(shapes.RoleDeleted(id=role_id))
 
 
 @bp.post(f"/users/<login>/roles/{ROLE_ID}")
+@operation("grantRole", "roles", "Grant a role", returns=shapes.Grant, errors=(Forbidden,), path_docs=PATH_DOCS,
+           description="Granting twice changes nothing.")
 @require_permission(MANAGE)
 def grant(login: str, role_id: int):
-    user = grant_role(get_db(), url_login(login), role_id)
-    return ok({"user": user.login, "role_id": role_id, "granted": True})
+    user = grant_role(get_db(), login=url_login(login), role_id=role_id)
+    return ok(shapes.Grant(user=user.login, role_id=role_id, granted=True))
 
 
 @bp.delete(f"/users/<login>/roles/{ROLE_ID}")
+@operation("revokeRole", "roles", "Revoke a role", returns=shapes.Grant, errors=(Forbidden,), path_docs=PATH_DOCS,
+           description="Revoking twice changes nothing.")
 @require_permission(MANAGE)
 def revoke(login: str, role_id: int):
-    user = revoke_role(get_db(), url_login(login), role_id)
-    return ok({"user": user.login, "role_id": role_id, "granted": False})
+    user = revoke_role(get_db(), login=url_login(login), role_id=role_id)
+    return ok(shapes.Grant(user=user.login, role_id=role_id, granted=False))
 
 
 @bp.get("/users/<login>/roles")
+@operation("rolesOfUser", "roles", "A user's roles and effective permissions", returns=shapes.UserRoles,
+           errors=(Forbidden,), path_docs=PATH_DOCS,
+           description="Allowed for the user themself, or with `roles:manage`.")
 @token_required
 def of_user(login: str):
     target = url_login(login)
     # Checked before the lookup, so a plain user cannot probe which logins exist.
-    if target != g.login and not has_permission(get_db(), g.user_id, MANAGE):
+    if target != g.login and not has_permission(get_db(), user_id=g.user_id, permission=MANAGE):
         raise Forbidden(f"reading another user's roles needs the permission {MANAGE!r}")
-    user, roles = roles_of(get_db(), target)
-    return ok({
-        "user": user.login,
-        "superuser": user.is_superuser,
-        "roles": [role_json(role) for role in roles],
-        "permissions": effective_permissions(roles),
-    })
+    user, roles = roles_of(get_db(), login=target)
+    return ok(shapes.UserRoles(
+        user=user.login, superuser=user.is_superuser, roles=[role_shape(role) for role in roles],
+        permissions=effective_permissions(roles),
+    ))

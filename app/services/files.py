@@ -8,15 +8,15 @@ import logging
 import mimetypes
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import magic
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
 from app.errors import Conflict, FileTooLarge, InvalidToken, NotFound, ServiceUnavailable
 from app.models import File, User
 from app.storage import BlobInfo, ByteStream, Storage
@@ -92,14 +92,14 @@ def detect_mime(head: bytes, name: str) -> str:
 # -- reading -----------------------------------------------------------------------------------
 
 
-def get_own_file(db: Session, owner_id: int, file_id: int) -> File:
+def get_own_file(db: Session, *, owner_id: int, file_id: int) -> File:
     record = db.scalar(select(File).where(File.id == file_id, File.owner_id == owner_id))
     if record is None:
         raise NotFound("file not found")  # the same answer for "missing" and "not yours"
     return record
 
 
-def list_files(db: Session, owner_id: int, page: int, list_size: int) -> tuple[list[File], int]:
+def list_files(db: Session, *, owner_id: int, page: int, list_size: int) -> tuple[list[File], int]:
     """One page of the owner's files, newest first, and the owner's total."""
     # The total is the owner's counter (kept in the same transactions as the rows), not a count(*) scan.
     total = db.scalar(select(User.file_count).where(User.id == owner_id)) or 0
@@ -121,17 +121,49 @@ def list_files(db: Session, owner_id: int, page: int, list_size: int) -> tuple[l
     return list(items), total
 
 
+@dataclass(frozen=True)
+class WantedRange:
+    """The one byte range a request asked for, parsed once, and the If-Range condition it came with."""
+
+    first: int | None  # None: the final `last` bytes ("bytes=-500")
+    last: int | None  # None: to the end; inclusive, as HTTP writes it
+    if_etag: str | None = None  # If-Range with an ETag: the range only while the content is that version
+    if_unmodified: datetime | None = None  # If-Range with a date: the range only if not replaced after it
+
+    def applies(self, record: File) -> bool:
+        if self.if_etag is not None:
+            return self.if_etag == record.sha256
+        if self.if_unmodified is not None:
+            return record.updated_at.replace(microsecond=0) <= self.if_unmodified
+        return True
+
+    def bounds(self, size: int) -> tuple[int, int] | None:
+        """[start, stop) within `size` bytes; None when the range is outside them (416)."""
+        if self.first is None:
+            return (max(0, size - self.last), size) if self.last and size else None
+        if self.first >= size:
+            return None
+        return self.first, size if self.last is None else min(self.last + 1, size)
+
+
+@dataclass(frozen=True)
+class Download:
+    record: File
+    stream: BinaryIO  # exactly the bytes of `part`, or of the whole file
+    part: tuple[int, int] | None  # [start, stop) when a range is served
+
+
 def open_own_file(
-    db: Session, storage: Storage, owner_id: int, file_id: int,
-    byte_range: Callable[[File], tuple[int, int] | None] = lambda _: None,
-) -> tuple[File, BinaryIO]:
-    """The row and an open stream of exactly the bytes it describes, or of the [start, stop) that
-    `byte_range(row)` picks: an object store then sends only that part.
+    db: Session, storage: Storage, *, owner_id: int, file_id: int, wanted: WantedRange | None = None,
+) -> Download:
+    """The row and an open stream of exactly the bytes it describes, or of the part of them `wanted`
+    asks for: an object store then sends only that part.
     """
     for _ in range(RETRIES):
-        record = get_own_file(db, owner_id, file_id)
+        record = get_own_file(db, owner_id=owner_id, file_id=file_id)
+        part = wanted.bounds(record.size) if wanted is not None and wanted.applies(record) else None
         try:
-            return record, storage.open(record.storage_key, *(byte_range(record) or ()))
+            return Download(record, storage.open(record.storage_key, *(part or ())), part)
         except FileNotFoundError:
             # Replaced or deleted since we read the row (old bytes go only after the commit): read it again.
             db.rollback()
@@ -163,13 +195,14 @@ class Intake:
 
 
 def upload_file(
-    db: Session, storage: Storage, owner_id: int, stream: ByteStream, client_name: str, max_bytes: int,
+    db: Session, storage: Storage, *, owner_id: int, stream: ByteStream, client_name: str, max_bytes: int,
+    now: datetime,
 ) -> File:
     db.commit()  # hold no connection or snapshot while the bytes stream in
     intake = Intake(stream, max_bytes)
     blob = storage.save(intake)
     try:
-        name, now = display_name(client_name), utcnow()
+        name = display_name(client_name)
         record = File(
             owner_id=owner_id, name=name, extension=extension_of(name), mime_type=detect_mime(intake.head, name),
             size=blob.size, sha256=blob.sha256, storage_key=blob.key, uploaded_at=now, updated_at=now,
@@ -191,15 +224,15 @@ def upload_file(
 
 
 def replace_file(
-    db: Session, storage: Storage, owner_id: int, file_id: int, stream: ByteStream, client_name: str,
-    max_bytes: int,
+    db: Session, storage: Storage, *, owner_id: int, file_id: int, stream: ByteStream, client_name: str,
+    max_bytes: int, now: datetime,
 ) -> File:
     """New bytes under a new key, the row switched in one conditional UPDATE, then the old bytes removed.
 
     Of two overlapping replacements of one file the first to commit wins; the other stores nothing
     and answers 409, so no client is told its content was saved when it was not.
     """
-    record = get_own_file(db, owner_id, file_id)
+    record = get_own_file(db, owner_id=owner_id, file_id=file_id)
     old_key = record.storage_key
     name = display_name(client_name) if client_name.strip() else record.name
     db.commit()
@@ -211,13 +244,13 @@ def replace_file(
             .where(File.id == file_id, File.owner_id == owner_id, File.storage_key == old_key)
             .values(
                 name=name, extension=extension_of(name), mime_type=detect_mime(intake.head, name),
-                size=blob.size, sha256=blob.sha256, storage_key=blob.key, updated_at=utcnow(),
+                size=blob.size, sha256=blob.sha256, storage_key=blob.key, updated_at=now,
             )
             .execution_options(synchronize_session=False)
         ).rowcount
         if switched != 1:
             db.rollback()
-            get_own_file(db, owner_id, file_id)  # 404 if it was deleted meanwhile
+            get_own_file(db, owner_id=owner_id, file_id=file_id)  # 404 if it was deleted meanwhile
             raise Conflict("the file was replaced by another request while this one was uploading")
         db.commit()
     except BaseException:
@@ -229,9 +262,9 @@ def replace_file(
     return record
 
 
-def delete_file(db: Session, storage: Storage, owner_id: int, file_id: int) -> None:
+def delete_file(db: Session, storage: Storage, *, owner_id: int, file_id: int) -> None:
     for _ in range(RETRIES):
-        key = get_own_file(db, owner_id, file_id).storage_key
+        key = get_own_file(db, owner_id=owner_id, file_id=file_id).storage_key
         _count(db, owner_id, -1)
         # Conditional on the key we read, so bytes of a replacement committed meanwhile are not orphaned.
         deleted = db.execute(
@@ -279,10 +312,9 @@ class StorageReport:
     unfinished: list[BlobInfo] = field(default_factory=list)  # writes cut short (by a crash)
     missing: list[MissingBytes] = field(default_factory=list)  # rows whose bytes are gone: not repairable
     too_recent: int = 0  # unreferenced, but possibly an upload whose row is being committed right now
-    removed: int = 0
 
 
-def check_storage(db: Session, storage: Storage, min_age: float, repair: bool) -> StorageReport:
+def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool) -> StorageReport:
     """Compare rows with stored bytes; with `repair`, remove what no row points at and is older than `min_age` s."""
     report = StorageReport()
     rows = {key: (file_id, owner_id) for key, file_id, owner_id in db.execute(
@@ -312,7 +344,6 @@ def check_storage(db: Session, storage: Storage, min_age: float, repair: bool) -
             storage.delete(blob.key)
         for blob in report.unfinished:
             storage.delete_unfinished(blob.key)
-        report.removed = len(report.orphans) + len(report.unfinished)
     return report
 
 

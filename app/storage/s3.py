@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.errors import StorageUnavailable
-from app.storage import CHUNK, BlobInfo, ByteStream, StoredBlob, new_key
+from app.storage.base import CHUNK, BlobInfo, ByteStream, StoredBlob, new_key
 
 log = logging.getLogger("app.storage")
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.errors import InvalidCredentials, InvalidRefreshToken, UserExists
 from app.models import DeviceSession, LoginEvent, RefreshToken, Role, User, UserRole
 from app.security import Passwords, TokenPolicy, new_refresh_token, new_session_id, token_hash
+from app.services.sessions import revoke_sessions
 
 log = logging.getLogger("app.accounts")
 
@@ -39,8 +40,8 @@ def role_names(db: Session, user_id: int) -> list[str]:
 
 
 def sign_up(
-    db: Session, passwords: Passwords, policy: TokenPolicy, login: str, password: str,
-    client: Client, now: datetime,
+    db: Session, *, passwords: Passwords, policy: TokenPolicy, login: str, password: str, client: Client,
+    now: datetime,
 ) -> IssuedTokens:
     if db.scalar(select(User.id).where(User.login == login)) is not None:
         raise UserExists()
@@ -58,8 +59,8 @@ def sign_up(
 
 
 def sign_in(
-    db: Session, passwords: Passwords, policy: TokenPolicy, login: str, password: str,
-    client: Client, now: datetime,
+    db: Session, *, passwords: Passwords, policy: TokenPolicy, login: str, password: str, client: Client,
+    now: datetime,
 ) -> IssuedTokens:
     user = db.scalar(select(User).where(User.login == login))
     # An unknown id is checked against a dummy hash: the same work and the same answer as a wrong password.
@@ -77,7 +78,7 @@ def sign_in(
     return tokens
 
 
-def refresh(db: Session, policy: TokenPolicy, raw_token: str, client: Client, now: datetime) -> IssuedTokens:
+def refresh(db: Session, *, policy: TokenPolicy, raw_token: str, client: Client, now: datetime) -> IssuedTokens:
     digest = token_hash(raw_token)
     # One conditional UPDATE picks the winner: of two parallel refreshes, the second sees 0 rows.
     claimed = db.execute(
@@ -94,9 +95,10 @@ def refresh(db: Session, policy: TokenPolicy, raw_token: str, client: Client, no
         db.rollback()
         _refuse_refresh(db, policy, digest, now)
     device = db.scalar(
-        select(DeviceSession).join(RefreshToken).where(RefreshToken.token_hash == digest)
+        select(DeviceSession).join(RefreshToken)
+        .where(RefreshToken.token_hash == digest, DeviceSession.live(now))
     )
-    if device is None or not device.is_live(now):
+    if device is None:
         db.rollback()
         raise InvalidRefreshToken()
     user = db.get(User, device.user_id)
@@ -113,7 +115,7 @@ def _refuse_refresh(db: Session, policy: TokenPolicy, digest: str, now: datetime
         if now - old.rotated_at > timedelta(seconds=policy.reuse_grace):
             # A rotated token came back after the grace period: someone else may hold a copy.
             # Revoke the whole session (RFC 9700 §4.14.2); the device signs in again.
-            revoked = _revoke(db, old.session_id, now)
+            revoked = revoke_sessions(db, session_id=old.session_id, now=now)
             db.commit()
             if revoked:
                 log.warning("refresh token reuse detected; session %s revoked", old.session_id)
@@ -122,19 +124,9 @@ def _refuse_refresh(db: Session, policy: TokenPolicy, digest: str, now: datetime
     raise InvalidRefreshToken()
 
 
-def log_out(db: Session, session_id: str, now: datetime) -> None:
-    _revoke(db, session_id, now)
+def log_out(db: Session, *, session_id: str, now: datetime) -> None:
+    revoke_sessions(db, session_id=session_id, now=now)
     db.commit()
-
-
-def _revoke(db: Session, session_id: str, now: datetime) -> bool:
-    result = db.execute(
-        update(DeviceSession)
-        .where(DeviceSession.id == session_id, DeviceSession.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
 
 
 def _start_session(db: Session, policy: TokenPolicy, user: User, client: Client, now: datetime) -> IssuedTokens:

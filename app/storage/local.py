@@ -1,72 +1,13 @@
-"""Where file bytes live: a small interface and the local-directory backend behind it."""
+"""Blobs as files in a local directory."""
 import hashlib
 import os
-import secrets
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Protocol, cast
-from urllib.parse import unquote, urlsplit
+from typing import BinaryIO, Iterator, cast
 
-from flask import Flask, current_app
+from app.storage.base import CHUNK, KEY_LENGTH, BlobInfo, ByteStream, StoredBlob, new_key
 
-CHUNK = 1 << 20
-KEY_LENGTH = 32  # hex characters: 128 random bits
 TMP_DIR = ".tmp"
-
-
-class ByteStream(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class StoredBlob:
-    key: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    key: str
-    size: int
-    modified: float  # seconds since the epoch
-
-
-class Storage(Protocol):
-    """Blobs are immutable: a key is written once by `save`, read by `open`, removed by `delete`."""
-
-    def save(self, stream: ByteStream) -> StoredBlob:
-        """Read `stream` to its end in chunks; on any error nothing of it stays stored."""
-        ...
-
-    def open(self, key: str, start: int = 0, stop: int | None = None) -> BinaryIO:
-        """A readable binary stream of bytes [start, stop) (to the end if None); FileNotFoundError if not stored."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove the blob; a missing key is not an error."""
-        ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def blobs(self) -> Iterator[BlobInfo]:
-        """Every stored blob."""
-        ...
-
-    def unfinished(self) -> Iterator[BlobInfo]:
-        """Writes in progress, or cut short by a crash; `key` names the write, not a blob."""
-        ...
-
-    def delete_unfinished(self, key: str) -> None: ...
-
-    def check(self) -> None:
-        """Raise if the storage cannot be reached right now."""
-        ...
-
-
-def new_key() -> str:
-    return secrets.token_hex(KEY_LENGTH // 2)
 
 
 class LocalStorage:
@@ -183,35 +124,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def init_app(app: Flask) -> None:
-    app.extensions["storage"] = storage_from_config(app.config)
-
-
-def storage_from_config(config: Any) -> Storage:
-    """STORAGE_URL unset: UPLOAD_DIR; `file:///path`: that directory; `s3://bucket/prefix`: an object store."""
-    url = config.get("STORAGE_URL") or ""
-    parts = urlsplit(url)
-    if not url:
-        return LocalStorage(config["UPLOAD_DIR"])
-    if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
-        return LocalStorage(unquote(parts.path))
-    if parts.scheme == "s3" and parts.netloc:
-        from app.storage_s3 import S3Storage, make_client, parse_url  # boto3 is imported only when used
-
-        bucket, prefix = parse_url(url)
-        client = make_client(
-            config.get("AWS_ENDPOINT_URL_S3"), config.get("AWS_ACCESS_KEY_ID"), config.get("AWS_SECRET_ACCESS_KEY"),
-            config.get("AWS_DEFAULT_REGION"), float(config["STORAGE_CONNECT_TIMEOUT"]),
-            float(config["STORAGE_READ_TIMEOUT"]),
-        )
-        return S3Storage(client, bucket, prefix, int(config["S3_PART_SIZE"]))
-    raise RuntimeError(
-        f"STORAGE_URL={url!r} is not supported: use s3://bucket/prefix, file:///absolute/path, "
-        "or leave it unset to store files in UPLOAD_DIR"
-    )
-
-
-def get_storage() -> Storage:
-    return current_app.extensions["storage"]

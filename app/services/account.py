@@ -2,13 +2,14 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Forbidden, NotFound, UserExists, ValidationError
 from app.models import DeviceSession, LoginEvent, RefreshToken, User
 from app.security import Passwords
+from app.services.sessions import revoke_sessions
 
 
 @dataclass(frozen=True)
@@ -18,48 +19,28 @@ class Purged:
     login_events: int
 
 
-def live_sessions(db: Session, user_id: int, now: datetime) -> list[DeviceSession]:
+def live_sessions(db: Session, *, user_id: int, now: datetime) -> list[DeviceSession]:
     return list(db.scalars(
         select(DeviceSession)
-        .where(DeviceSession.user_id == user_id, DeviceSession.revoked_at.is_(None), DeviceSession.expires_at > now)
+        .where(DeviceSession.user_id == user_id, DeviceSession.live(now))
         .order_by(DeviceSession.created_at.desc(), DeviceSession.id)
     ))
 
 
-def revoke_session(db: Session, user_id: int, session_id: str, now: datetime) -> None:
-    revoked = db.execute(
-        update(DeviceSession)
-        .where(
-            DeviceSession.id == session_id, DeviceSession.user_id == user_id,
-            DeviceSession.revoked_at.is_(None), DeviceSession.expires_at > now,
-        )
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+def revoke_session(db: Session, *, user_id: int, session_id: str, now: datetime) -> None:
+    revoked = revoke_sessions(db, session_id=session_id, user_id=user_id, now=now)
     db.commit()
     if revoked != 1:
         raise NotFound("no such session")  # the same answer for another user's session
 
 
-def log_out_all(db: Session, user_id: int, now: datetime) -> int:
-    count = _revoke_all(db, user_id, now)
+def log_out_all(db: Session, *, user_id: int, now: datetime) -> int:
+    count = revoke_sessions(db, user_id=user_id, now=now)
     db.commit()
     return count
 
 
-def _revoke_all(db: Session, user_id: int, now: datetime, keep: str | None = None) -> int:
-    query = (
-        update(DeviceSession)
-        .where(DeviceSession.user_id == user_id, DeviceSession.revoked_at.is_(None), DeviceSession.expires_at > now)
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if keep is not None:
-        query = query.where(DeviceSession.id != keep)
-    return db.execute(query).rowcount
-
-
-def login_history(db: Session, user_id: int, page: int, list_size: int) -> tuple[list[LoginEvent], int]:
+def login_history(db: Session, *, user_id: int, page: int, list_size: int) -> tuple[list[LoginEvent], int]:
     mine = LoginEvent.user_id == user_id
     total = db.scalar(select(func.count()).select_from(LoginEvent).where(mine)) or 0
     events = db.scalars(
@@ -71,7 +52,7 @@ def login_history(db: Session, user_id: int, page: int, list_size: int) -> tuple
 
 
 def change_account(
-    db: Session, passwords: Passwords, user_id: int, session_id: str, current_password: str,
+    db: Session, *, passwords: Passwords, user_id: int, session_id: str, current_password: str,
     new_login: str | None, new_password: str | None, now: datetime,
 ) -> str:
     """Change the login and/or password; a new password signs out every other device in the same commit."""
@@ -86,7 +67,7 @@ def change_account(
         user.login = new_login
     if new_password is not None:
         user.password_hash = passwords.hash(new_password)
-        _revoke_all(db, user_id, now, keep=session_id)
+        revoke_sessions(db, user_id=user_id, keep=session_id, now=now)
     try:
         db.commit()
     except IntegrityError:  # a parallel sign-up or rename took the login first
@@ -95,7 +76,7 @@ def change_account(
     return user.login
 
 
-def make_superuser(db: Session, passwords: Passwords, login: str, password: str | None, now: datetime) -> bool:
+def make_superuser(db: Session, *, passwords: Passwords, login: str, password: str | None, now: datetime) -> bool:
     """Create the user as a superuser, or promote an existing one; True when created.
 
     A password given for an existing user replaces theirs and signs out all their devices.
@@ -114,16 +95,16 @@ def make_superuser(db: Session, passwords: Passwords, login: str, password: str 
     user.is_superuser = True
     if password is not None:
         user.password_hash = passwords.hash(password)
-        _revoke_all(db, user.id, now)
+        revoke_sessions(db, user_id=user.id, now=now)
     db.commit()
     return False
 
 
-def user_exists(db: Session, login: str) -> bool:
+def user_exists(db: Session, *, login: str) -> bool:
     return db.scalar(select(User.id).where(User.login == login)) is not None
 
 
-def purge(db: Session, now: datetime, keep: timedelta) -> Purged:
+def purge(db: Session, *, now: datetime, keep: timedelta) -> Purged:
     """Expired sessions always go; revoked sessions, expired refresh tokens and sign-in events after `keep`."""
     cutoff = now - keep
     # A session's refresh tokens go with it (ON DELETE CASCADE).

@@ -1,0 +1,59 @@
+"""What every request goes through: proxy headers, CORS, the request id, the preflight answer, one log line."""
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+log = logging.getLogger("app.request")
+
+
+def install(app: Flask) -> None:
+    if app.config["TRUSTED_PROXIES"] > 0:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    CORS(
+        app,
+        origins="*",
+        send_wildcard=True,
+        vary_header=False,
+        supports_credentials=False,
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Range", "If-None-Match", "If-Range"],
+        expose_headers=[
+            "Content-Disposition", "Content-Length", "Content-Range", "ETag",
+            "Retry-After", "X-Request-ID", "Accept-Ranges",
+        ],
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        max_age=600,
+    )
+    app.before_request(start_request)
+    app.after_request(finish_request)
+
+
+def start_request() -> Response | None:
+    g.request_id = request_id_for_request()
+    g.started = time.perf_counter()
+    # A CORS preflight is answered 2xx on any path, even one that will be 404 or 405, so the
+    # browser lets the page read the real request's JSON error instead of a bare CORS failure.
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return Response(status=204)
+    return None
+
+
+def finish_request(response: Response) -> Response:
+    request_id = g.get("request_id") or request_id_for_request()
+    response.headers["X-Request-ID"] = request_id
+    elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    log.info("%s %s %s %s %.1fms", request_id, request.method, request.path, response.status_code, elapsed_ms)
+    return response
+
+
+def request_id_for_request() -> str:
+    """The client's X-Request-ID when it is sane, else a new one."""
+    incoming = request.headers.get("X-Request-ID", "")
+    return incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex

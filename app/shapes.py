@@ -1,0 +1,168 @@
+"""The JSON shapes of what the API returns, declared once.
+
+Each success body is one of these models: the routes build them, `app.responses.ok` serialises them
+inside the envelope, and the OpenAPI document takes their schemas from here.
+"""
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from app.validation import LIST_SIZE_MAX, NAME_MAX, NAME_PATTERN
+
+
+def iso(moment: datetime) -> str:
+    """Naive UTC from the database → `2026-11-22T10:00:00Z`."""
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
+UtcTime = Annotated[
+    datetime,
+    PlainSerializer(iso, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time", "description": "UTC, ISO 8601, e.g. 2026-11-22T10:00:00Z"}),
+]
+
+
+class Shape(BaseModel):
+    """A closed object whose every property is always present."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+
+T = TypeVar("T")
+
+
+class Page(Shape, Generic[T]):
+    """Newest first. A page past the end has no items."""
+
+    items: list[T]
+    page: int = Field(ge=1)
+    list_size: int = Field(ge=1, le=LIST_SIZE_MAX)
+    total: int = Field(ge=0)
+    pages: int = Field(ge=0)
+
+    @classmethod
+    def of(cls, items: list[T], page: int, list_size: int, total: int):
+        return cls(items=items, page=page, list_size=list_size, total=total, pages=(total + list_size - 1) // list_size)
+
+
+# -- auth and account --------------------------------------------------------------------------------
+
+
+class TokenPair(Shape):
+    id: str = Field(description="The login, normalised.")
+    access_token: str = Field(description="JWT (HS256): sub, sid, jti, iat, exp, typ, roles.")
+    refresh_token: str = Field(description="Opaque; every refresh rotates it.")
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="Seconds the access token is valid.")
+    refresh_expires_in: int = Field(description="Seconds the refresh token is valid.")
+
+
+class Me(Shape):
+    id: str = Field(description="The caller's login.")
+
+
+class LoggedOut(Shape):
+    logged_out: Literal[True] = True
+
+
+class LoggedOutAll(Shape):
+    logged_out: Literal[True] = True
+    sessions: int = Field(ge=0, description="How many sessions were signed out, this one included.")
+
+
+class Session(Shape):
+    id: str = Field(description="The `sid` claim of this device's access tokens.")
+    created_at: UtcTime
+    last_used_at: UtcTime
+    user_agent: str
+    ip: str
+    current: bool = Field(description="True for the session of the token used to ask.")
+
+
+class SessionList(Shape):
+    items: list[Session]
+
+
+class SessionRevoked(Shape):
+    id: str
+    revoked: Literal[True] = True
+
+
+class LoginEvent(Shape):
+    at: UtcTime
+    ip: str
+    user_agent: str
+    success: bool
+
+
+class LoginEventPage(Page[LoginEvent]):
+    pass
+
+
+# -- roles -------------------------------------------------------------------------------------------
+
+
+class Role(Shape):
+    id: int
+    name: str = Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)
+    description: str
+    permissions: list[str]
+
+
+class RoleList(Shape):
+    items: list[Role]
+
+
+class RoleDeleted(Shape):
+    id: int
+    deleted: Literal[True] = True
+
+
+class Grant(Shape):
+    user: str
+    role_id: int
+    granted: bool
+
+
+class UserRoles(Shape):
+    user: str
+    superuser: bool = Field(description="A superuser passes every permission check.")
+    roles: list[Role]
+    permissions: list[str] = Field(description="Union of the roles'.")
+
+
+# -- files -------------------------------------------------------------------------------------------
+
+
+class File(Shape):
+    id: int
+    name: str = Field(description="The client's file name without any directory part.")
+    extension: str = Field(description="Lower-case, without the dot; empty if none.")
+    mime_type: str
+    size: int = Field(ge=0)
+    sha256: str = Field(description="Hex SHA-256 of the stored content.", pattern="^[0-9a-f]{64}$")
+    uploaded_at: UtcTime
+    updated_at: UtcTime
+
+
+class FilePage(Page[File]):
+    pass
+
+
+class FileDeleted(Shape):
+    id: int
+    deleted: Literal[True] = True
+
+
+# -- service -----------------------------------------------------------------------------------------
+
+
+class Pong(Shape):
+    pong: Literal[True] = True
+
+
+class Health(Shape):
+    status: Literal["ok"] = "ok"
+    database: Literal["ok"] = "ok"
+    storage: Literal["ok"] = "ok"
