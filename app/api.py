@@ -29,6 +29,7 @@ class Operation:
     errors: tuple[type[ApiError], ...] = ()  # besides the ones the route's kind implies
     body: type[BaseModel] | Mapping[str, Any] | None = None  # a model (JSON or form), or a whole requestBody
     body_required: bool = True
+    form: bool = True  # False: a form cannot carry the model's types (a list may be empty); described in prose
     description: str = ""
     parameters: tuple[Mapping[str, Any], ...] = ()  # query, header and cookie parameters
     path_docs: Mapping[str, str] = field(default_factory=dict)  # path parameter → description

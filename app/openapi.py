@@ -153,15 +153,16 @@ def envelope(data: dict[str, Any], error: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def request_body(op: Operation, models: dict[str, type[BaseModel]]) -> dict[str, Any]:
+def request_body(op: Operation, models: dict[str, Any]) -> dict[str, Any]:
     """A model is accepted as JSON or form-encoded, both validated by it; anything else is given whole."""
     if not isinstance(op.body, type):
         return dict(op.body or {})
-    models[op.body.__name__] = op.body
-    schema = ref(op.body.__name__)
-    return {"required": op.body_required, "content": {
-        "application/json": {"schema": schema}, "application/x-www-form-urlencoded": {"schema": schema},
-    }}
+    name = op.body.__name__
+    models[name] = op.body
+    content = {"application/json": {"schema": ref(name)}}
+    if op.form:
+        content["application/x-www-form-urlencoded"] = {"schema": ref(name)}
+    return {"required": op.body_required, "content": content}
 
 
 def path_parameter(rule: Rule, name: str, op: Operation) -> dict[str, Any]:
@@ -189,7 +190,7 @@ def security_of(op: Operation, auth: Any) -> list[dict[str, list]]:
 
 
 def operation_spec(
-    rule: Rule, method: str, view: Any, op: Operation, operation_id: str, models: dict[str, type[BaseModel]],
+    rule: Rule, method: str, view: Any, op: Operation, operation_id: str, models: dict[str, Any],
 ) -> dict[str, Any]:
     auth = getattr(view, "auth", None)
     spec: dict[str, Any] = {"operationId": operation_id, "tags": [op.tag], "summary": op.summary}
@@ -221,10 +222,13 @@ def operation_spec(
     return spec
 
 
-def schemas_of(models: dict[str, type[BaseModel]]) -> dict[str, Any]:
+def schemas_of(models: dict[str, Any]) -> dict[str, Any]:
     """Each model's JSON Schema (shapes as serialised, bodies as validated), nested definitions hoisted."""
     schemas: dict[str, Any] = {}
-    for name, model in sorted(models.items()):
+    for name, model in sorted(models.items(), key=lambda item: item[0]):
+        if isinstance(model, dict):
+            schemas[name] = model
+            continue
         mode = "serialization" if issubclass(model, shapes.Shape) else "validation"
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
         schemas.update(schema.pop("$defs", {}))
@@ -232,7 +236,7 @@ def schemas_of(models: dict[str, type[BaseModel]]) -> dict[str, Any]:
     return schemas
 
 
-def paths_of(app: Flask, models: dict[str, type[BaseModel]]) -> dict[str, Any]:
+def paths_of(app: Flask, models: dict[str, Any]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions[rule.endpoint]
@@ -258,7 +262,7 @@ def undocumented(app: Flask) -> list[str]:
 
 
 def build_document(app: Flask) -> dict[str, Any]:
-    models: dict[str, type[BaseModel]] = {}
+    models: dict[str, Any] = {}
     paths = paths_of(app, models)
     return {
         "openapi": "3.1.0",

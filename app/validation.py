@@ -75,7 +75,15 @@ class RefreshBody(Strict):
     refresh_token: StrictStr = None  # type: ignore[assignment]
 
 
+def _id_or_password(schema: dict[str, Any]) -> None:
+    _no_null_defaults(schema)
+    schema["anyOf"] = [{"required": ["id"]}, {"required": ["password"]}]
+
+
 class AccountChange(Strict):
+    """`id`, `password` or both: the route refuses a change of nothing, naming both fields."""
+
+    model_config = ConfigDict(json_schema_extra=_id_or_password)
     current_password: StrictStr
     id: Login = None  # type: ignore[assignment]
     password: Password = None  # type: ignore[assignment]

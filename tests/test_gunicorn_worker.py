@@ -36,3 +36,18 @@ def test_server_level_refusals_are_json(live_server, path, headers, status, code
 def test_ordinary_requests_are_untouched(live_server):
     status, headers, body = raw_get(live_server, "/ping")
     assert status == 200 and json.loads(body) == {"data": {"pong": True}, "error": None}
+
+
+def test_the_worker_refuses_to_start_on_a_gunicorn_it_does_not_know(monkeypatch):
+    """The JSON refusals replace gunicorn.util.write_error; a gunicorn where that changed must stop the worker."""
+    from gunicorn import util
+
+    from app.gunicorn_worker import check_patch_target
+
+    check_patch_target()  # the pinned gunicorn: what is patched is what the worker expects
+    monkeypatch.setattr(util, "write_error", lambda sock, status, reason: None)
+    with pytest.raises(RuntimeError, match="write_error"):
+        check_patch_target()
+    monkeypatch.delattr(util, "write_error")
+    with pytest.raises(RuntimeError, match="write_error"):
+        check_patch_target()

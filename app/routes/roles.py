@@ -23,7 +23,8 @@ PATH_DOCS = {
     "role_id": "The role's id.",
     "login": "An email address or a phone number, normalised like a sign-up `id`.",
 }
-FORM_LISTS = "In a form, repeat `permissions` once per item."
+FORM_LISTS = ("A form-encoded body is also taken, with `permissions` repeated once per item (so a form cannot "
+              "give an empty list).")
 ROLE_LINKS = {
     "updateRole": link("updateRole", "Change the role just created.", role_id="$response.body#/data/id"),
     "deleteRole": link("deleteRole", "Delete the role just created.", role_id="$response.body#/data/id"),
@@ -58,7 +59,7 @@ def index():
 
 
 @bp.post("/roles")
-@operation("createRole", "roles", "Create a role", returns=shapes.Role, status=201, body=RoleCreate,
+@operation("createRole", "roles", "Create a role", returns=shapes.Role, status=201, body=RoleCreate, form=False,
            errors=(Forbidden, RoleExists), links=ROLE_LINKS, description=FORM_LISTS)
 @require_permission(MANAGE)
 def create():
@@ -71,7 +72,7 @@ def create():
 
 @bp.put(f"/roles/{ROLE_ID}")
 @operation("updateRole", "roles", "Rename a role or change its description or permissions", returns=shapes.Role,
-           body=RoleUpdate, errors=(Forbidden, RoleExists), path_docs=PATH_DOCS,
+           body=RoleUpdate, form=False, errors=(Forbidden, RoleExists), path_docs=PATH_DOCS,
            description="Only the fields sent change. " + FORM_LISTS)
 @require_permission(MANAGE)
 def update(role_id: int):
