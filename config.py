@@ -51,6 +51,9 @@ class Config:
     ARGON2_MEMORY_KIB = int(os.environ.get("ARGON2_MEMORY_KIB", "19456"))
     ARGON2_PARALLELISM = int(os.environ.get("ARGON2_PARALLELISM", "1"))
     SESSION_TOUCH_SECONDS = int(os.environ.get("SESSION_TOUCH_SECONDS", "60"))
+    # A session ends this long after its sign-in however often it is refreshed; a user holds at most this many.
+    SESSION_MAX_AGE = int(os.environ.get("SESSION_MAX_AGE", str(90 * 24 * 3600)))
+    MAX_SESSIONS_PER_USER = int(os.environ.get("MAX_SESSIONS_PER_USER", "100"))
     DEFAULT_PHONE_REGION = os.environ.get("DEFAULT_PHONE_REGION", "RU")
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
     # flask purge-sessions: days revoked sessions and sign-in events are kept
@@ -60,13 +63,13 @@ class Config:
     RATELIMIT_ENABLED = as_bool(os.environ.get("RATELIMIT_ENABLED"), default=True)
     RATELIMIT_SIGNIN = os.environ.get("RATELIMIT_SIGNIN", "10 per minute")
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "30 per hour")
+    RATELIMIT_REFRESH = os.environ.get("RATELIMIT_REFRESH", "60 per minute")
+    RATELIMIT_REAUTH = os.environ.get("RATELIMIT_REAUTH", "5 per 15 minutes")
+    # memory://: the counters live in the service's own database, shared by every worker (and every instance
+    # on that database); redis://…: in Redis, falling back to the database while Redis is unreachable.
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "")
     RATELIMIT_STORAGE_TIMEOUT = float(os.environ.get("RATELIMIT_STORAGE_TIMEOUT", "1"))
-    # Redis down: count in this process's memory until it is back (it is re-checked with a growing pause),
-    # so sign-in keeps working and keeps a limit; a failure the fallback does not cover is logged, not raised.
-    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-    RATELIMIT_SWALLOW_ERRORS = True
 
     # files
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(BASE_DIR / "uploads"))

@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import Flask
 
-from app import cli, db, middleware, openapi, storage
-from app.extensions import limiter
+from app import cli, counters, db, middleware, openapi, storage
 from app.handlers import register_error_handlers
 from app.security import Passwords, TokenPolicy
+from app.services.throttle import Limit, Throttle
 from config import Config
 
 JSON_BODY_LIMIT = 1 << 20  # non-upload bodies; upload routes raise their own limit
@@ -29,7 +29,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     app.extensions["storage"] = storage.from_config(app.config)
     middleware.install(app)
-    configure_limiter(app)
+    configure_limits(app)
     register_error_handlers(app)
     register_blueprints(app)
     cli.register(app)
@@ -60,6 +60,9 @@ def configure_security(app: Flask) -> None:
         access_ttl=app.config["ACCESS_TOKEN_TTL"],
         refresh_ttl=app.config["REFRESH_TOKEN_TTL"],
         reuse_grace=app.config["REFRESH_REUSE_GRACE"],
+        session_max_age=app.config["SESSION_MAX_AGE"],
+        max_sessions=app.config["MAX_SESSIONS_PER_USER"],
+        retention=app.config["SESSION_RETENTION_DAYS"] * 24 * 3600,
     )
     app.extensions["passwords"] = Passwords(
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
@@ -82,12 +85,17 @@ def instance_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def configure_limiter(app: Flask) -> None:
-    if app.config["RATELIMIT_STORAGE_URI"].startswith("redis"):
-        # redis-py waits forever by default; a Redis that stops answering must not hold up every sign-in.
-        timeout = app.config["RATELIMIT_STORAGE_TIMEOUT"]
-        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": timeout, "socket_timeout": timeout})
-    limiter.init_app(app)
+def configure_limits(app: Flask) -> None:
+    config = app.config
+    app.extensions["throttle"] = Throttle(
+        counters=counters.from_config(config, app.extensions["auth_engine"]),
+        signin=Limit.parse(config["RATELIMIT_SIGNIN"]),
+        signup=Limit.parse(config["RATELIMIT_SIGNUP"]),
+        refresh=Limit.parse(config["RATELIMIT_REFRESH"]),
+        reauth=Limit.parse(config["RATELIMIT_REAUTH"]),
+        prefix=config["RATELIMIT_KEY_PREFIX"],
+        enabled=config["RATELIMIT_ENABLED"],
+    )
 
 
 def register_blueprints(app: Flask) -> None:

@@ -4,6 +4,8 @@ Plain exceptions, importable by services, storage and validation without Flask. 
 them (and werkzeug's and gunicorn's own refusals, through the classes of the second group) into the
 JSON envelope; the OpenAPI document lists them from here.
 """
+import math
+import time
 from typing import Any
 
 
@@ -21,6 +23,10 @@ class ApiError(Exception):
 
     def envelope(self) -> dict[str, Any]:
         return envelope_error(self.code, self.message, self.details)
+
+    def response_headers(self) -> dict[str, str]:
+        """Headers this answer carries besides the envelope's."""
+        return {}
 
 
 def envelope_error(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -117,7 +123,7 @@ class InternalError(ApiError):
     """Anything unexpected: the class defaults already say it."""
 
 
-# -- refusals of the HTTP layer (werkzeug, the rate limiter, gunicorn), in the same envelope ----------
+# -- refusals of the HTTP layer (werkzeug, gunicorn) and the abuse limits, in the same envelope ---------
 
 
 class MethodNotAllowed(ApiError):
@@ -145,6 +151,17 @@ class RateLimited(ApiError):
     status, code, message = 429, "rate_limited", "too many attempts; retry later"
     description = "too many attempts; see `Retry-After`"
     headers = {"Retry-After": ("Seconds until another attempt may succeed.", {"type": "integer"})}
+    retry_after = 60
+
+    @classmethod
+    def after(cls, reset_at: float, message: str) -> "RateLimited":
+        """Refused until `reset_at` (epoch seconds)."""
+        error = cls(message)
+        error.retry_after = max(1, math.ceil(reset_at - time.time()))
+        return error
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class HeadersTooLarge(ApiError):

@@ -1,28 +1,16 @@
-"""Extension objects created unbound (so blueprints can import them), and typed accessors for the app's own."""
+"""Typed accessors for what create_app puts in `app.extensions`, and the caller's address."""
 from flask import current_app, request
-from flask_limiter import Limiter
 from sqlalchemy.engine import Engine
 
 from app.security import Passwords, TokenPolicy
+from app.services.throttle import Throttle
 from app.storage import Storage
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The peer's address (the client's own behind TRUSTED_PROXIES), as the limits and the session list see it."""
+    return (request.remote_addr or "unknown")[:45]
 
-
-limiter = Limiter(key_func=client_address)
-
-LIMITED_ENDPOINTS = frozenset({"auth.signup", "auth.signin"})
-
-
-@limiter.request_filter
-def unlimited_endpoint() -> bool:
-    """Only sign-up and sign-in carry limits; every other request skips the limiter's bookkeeping (~90 µs)."""
-    return request.endpoint not in LIMITED_ENDPOINTS
-
-
-# -- what create_app puts in app.extensions, typed ----------------------------------------------------
 
 
 def engine() -> Engine:
@@ -44,3 +32,7 @@ def tokens() -> TokenPolicy:
 
 def passwords() -> Passwords:
     return current_app.extensions["passwords"]
+
+
+def throttle() -> Throttle:
+    return current_app.extensions["throttle"]

@@ -1,6 +1,5 @@
 """The one place that turns any failure into the JSON envelope."""
 import logging
-import time
 import traceback
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -8,8 +7,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTim
 from werkzeug.exceptions import HTTPException
 
 from app.errors import ApiError, InternalError, ServiceUnavailable, ValidationError, for_status
-from app.extensions import limiter
-
 log = logging.getLogger("app")
 
 
@@ -19,19 +16,12 @@ def _with_stack(body: dict, exc: BaseException) -> dict:
     return body
 
 
-def _retry_after() -> int:
-    current = limiter.current_limit
-    return max(1, int(current.reset_at - time.time())) if current else 60
-
-
 def _http_message(e: HTTPException, response: Response) -> str:
     status = e.code or 500
     if status == 404:
         return f"no such route: {request.method} {request.path}"
     if status == 405:
         return f"{request.method} is not allowed on {request.path}; allowed: {response.headers.get('Allow', '')}"
-    if status == 429:
-        return f"too many attempts ({e.description}); retry later"
     if status == 416:
         return "the requested range is outside the file"
     if status == 413:
@@ -43,15 +33,13 @@ def _http_message(e: HTTPException, response: Response) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
-        return jsonify(e.envelope()), e.status
+        return jsonify(e.envelope()), e.status, e.response_headers()
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
         # Start from werkzeug's response so 405 keeps `Allow` and 416 keeps `Content-Range`.
         response = e.get_response()
         status = e.code or 500
-        if status == 429:
-            response.headers["Retry-After"] = str(_retry_after())
         kind, message = for_status(status), _http_message(e, response)
         error = ValidationError.field("request", message) if kind is ValidationError else kind(message)
         response.set_data(jsonify(error.envelope()).get_data())

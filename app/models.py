@@ -97,3 +97,13 @@ class UserRole(Base):
     __tablename__ = "user_roles"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class RateCounter(Base):
+    """One abuse-limit counter: `hits` in the fixed window that started at `window_start` (epoch seconds)."""
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(191), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    hits: Mapped[int] = mapped_column(Integer)

@@ -43,6 +43,9 @@ class TokenPolicy:
     access_ttl: int
     refresh_ttl: int
     reuse_grace: int
+    session_max_age: int = 90 * 24 * 3600
+    max_sessions: int = 100
+    retention: int = 30 * 24 * 3600  # seconds signed-out sessions and sign-in events are kept
 
     def issue_access(self, user_id: int, session_id: str, roles: list[str] | None = None) -> str:
         now = int(time.time())

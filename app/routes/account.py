@@ -5,8 +5,8 @@ from app import shapes
 from app.api import link, operation
 from app.auth import token_required
 from app.db import get_db, utcnow
-from app.errors import Forbidden, UserExists, ValidationError
-from app.extensions import passwords
+from app.errors import Forbidden, RateLimited, UserExists, ValidationError
+from app.extensions import passwords, throttle
 from app.models import DeviceSession
 from app.responses import clear_refresh_cookie, ok
 from app.services.account import change_account, live_sessions, log_out_all, login_history, revoke_session
@@ -67,16 +67,22 @@ def history():
 
 @bp.patch("/user")
 @operation("updateAccount", "account", "Change my login and/or password", returns=shapes.Me, body=AccountChange,
-           errors=(Forbidden, UserExists), description=(
-               "`current_password` is required; a wrong one is 403. Give `id`, `password` or both. "
+           errors=(Forbidden, UserExists, RateLimited), description=(
+               "`current_password` is required; a wrong one is 403 and counts as a failed sign-in of this login "
+               "(RATELIMIT_REAUTH per user; over it, 429). Give `id`, `password` or both. "
                "A new password signs out every other device."))
 @token_required
 def update_user():
     data = parse(AccountChange, body())
     if data.id is None and data.password is None:
         raise ValidationError.fields({"id": "id or password is required", "password": "id or password is required"})
-    new_login = change_account(
-        get_db(), passwords=passwords(), user_id=g.user_id, session_id=g.session_id,
-        current_password=data.current_password, new_login=data.id, new_password=data.password, now=utcnow(),
-    )
+    throttle().reauthenticate(g.user_id)
+    try:
+        new_login = change_account(
+            get_db(), passwords=passwords(), user_id=g.user_id, session_id=g.session_id,
+            current_password=data.current_password, new_login=data.id, new_password=data.password, now=utcnow(),
+        )
+    except Forbidden:
+        throttle().failed_reauthentication(g.user_id, g.login)
+        raise
     return ok(shapes.Me(id=new_login))

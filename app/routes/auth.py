@@ -1,15 +1,15 @@
 """Sign-up, sign-in, token refresh, sign-out."""
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
 from app import shapes
 from app.api import link, operation
 from app.auth import bearer_token, token_required
 from app.db import get_db, utcnow
-from app.errors import ApiError, InvalidCredentials, InvalidRefreshToken, RateLimited, UserExists, ValidationError
-from app.extensions import client_address, limiter, passwords, tokens
+from app.errors import InvalidCredentials, InvalidRefreshToken, RateLimited, UserExists, ValidationError
+from app.extensions import client_address, passwords, throttle, tokens
 from app.responses import REFRESH_COOKIE, clear_refresh_cookie, ok, set_refresh_cookie
 from app.services.auth import Client, IssuedTokens, log_out, refresh, sign_in, sign_up
-from app.validation import Credentials, RefreshBody, SignUp, body, login_of, parse
+from app.validation import Credentials, RefreshBody, SignUp, body, parse
 
 bp = Blueprint("auth", __name__)
 
@@ -25,34 +25,8 @@ REFRESH_COOKIE_PARAMETER = {
 }
 
 
-def login_key() -> str:
-    """Rate-limit key for sign-in: the login from the body, normalised when it is valid."""
-    try:
-        raw = body().get("id")
-    except ApiError:
-        raw = None
-    raw = raw if isinstance(raw, str) else ""
-    try:
-        login = login_of(raw)
-    except ApiError:
-        login = raw.strip().lower()
-    return f"login:{login}"
-
-
-def signin_limit() -> str:
-    return current_app.config["RATELIMIT_SIGNIN"]
-
-
-def signup_limit() -> str:
-    return current_app.config["RATELIMIT_SIGNUP"]
-
-
-def failed_sign_in(response: Response) -> bool:
-    return response.status_code == 401
-
-
 def client() -> Client:
-    return Client(ip=client_address()[:45], user_agent=request.user_agent.string[:255])
+    return Client(ip=client_address(), user_agent=request.user_agent.string[:255])
 
 
 def token_response(issued: IssuedTokens, status: int) -> Response:
@@ -61,15 +35,16 @@ def token_response(issued: IssuedTokens, status: int) -> Response:
         expires_in=issued.expires_in, refresh_expires_in=issued.refresh_expires_in,
     ), status)
     set_refresh_cookie(response, issued.refresh_token, issued.refresh_expires_in)
+    response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1: no cache keeps a token
     return response
 
 
 @bp.post("/signup")
 @operation("signUp", "auth", "Create an account and sign in", returns=shapes.TokenPair, status=201, body=SignUp,
            errors=(UserExists, RateLimited), links=TOKEN_LINKS, security=(), description=NEW_SESSION)
-@limiter.limit(signup_limit)
 def signup():
     data = parse(SignUp, body())
+    throttle().sign_up(client_address())
     issued = sign_up(
         get_db(), passwords=passwords(), policy=tokens(), login=data.id, password=data.password, client=client(),
         now=utcnow(),
@@ -80,21 +55,25 @@ def signup():
 @bp.post("/signin")
 @operation("signIn", "auth", "Sign in (a new device session)", returns=shapes.TokenPair, body=Credentials,
            errors=(InvalidCredentials, RateLimited), links=TOKEN_LINKS, security=(), description=NEW_SESSION)
-@limiter.limit(signin_limit)
-@limiter.limit(signin_limit, key_func=login_key, deduct_when=failed_sign_in)
 def signin():
     data = parse(Credentials, body())
-    issued = sign_in(
-        get_db(), passwords=passwords(), policy=tokens(), login=data.id, password=data.password, client=client(),
-        now=utcnow(),
-    )
+    now = utcnow()
+    throttle().sign_in(get_db(), login=data.id, address=client_address(), now=now)
+    try:
+        issued = sign_in(
+            get_db(), passwords=passwords(), policy=tokens(), login=data.id, password=data.password, client=client(),
+            now=now,
+        )
+    except InvalidCredentials:
+        throttle().failed_sign_in(data.id)
+        raise
     return token_response(issued, 200)
 
 
 @bp.post("/signin/new_token")
 @operation(
     "refreshTokens", "auth", "Rotate the refresh token; get a new pair", returns=shapes.TokenPair,
-    body=RefreshBody, body_required=False, errors=(InvalidRefreshToken,), links=REFRESH_LINK,
+    body=RefreshBody, body_required=False, errors=(InvalidRefreshToken, RateLimited), links=REFRESH_LINK,
     security=({}, {"refreshToken": []}), parameters=(REFRESH_COOKIE_PARAMETER,),
     description="The refresh token is taken from the body's `refresh_token`, else from "
                 "`Authorization: Bearer <refresh token>`, else from the `refresh_token` cookie; none of "
@@ -106,6 +85,7 @@ def new_token():
         raise ValidationError.field(
             "refresh_token", "required (in the body, as Authorization: Bearer, or in the cookie)"
         )
+    throttle().refresh_token(client_address())
     issued = refresh(get_db(), policy=tokens(), raw_token=raw, client=client(), now=utcnow())
     return token_response(issued, 200)
 

@@ -3,7 +3,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,6 +73,7 @@ def sign_in(
         raise InvalidCredentials()
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
+    _tidy(db, policy, user.id, now)
     tokens = _start_session(db, policy, user, client, now)
     db.commit()
     return tokens
@@ -102,11 +103,16 @@ def refresh(db: Session, *, policy: TokenPolicy, raw_token: str, client: Client,
         db.rollback()
         raise InvalidRefreshToken()
     user = db.get(User, device.user_id)
+    # This session's rotated tokens that have expired can never be accepted, nor mistaken for a theft.
+    db.execute(
+        delete(RefreshToken).where(RefreshToken.session_id == device.id, RefreshToken.expires_at <= now)
+        .execution_options(synchronize_session=False)
+    )
     refresh_token = _issue_refresh(db, policy, device, now)
     device.last_used_at = now
     device.ip, device.user_agent = client.ip, client.user_agent
     db.commit()
-    return _token_pair(db, policy, user, device, refresh_token)
+    return _token_pair(db, policy, user, device, refresh_token, now)
 
 
 def _refuse_refresh(db: Session, policy: TokenPolicy, digest: str, now: datetime) -> None:
@@ -137,23 +143,59 @@ def _start_session(db: Session, policy: TokenPolicy, user: User, client: Client,
     )
     db.add(device)
     refresh_token = _issue_refresh(db, policy, device, now)
-    return _token_pair(db, policy, user, device, refresh_token)
+    db.flush()
+    _cap_sessions(db, policy, user.id, now)
+    return _token_pair(db, policy, user, device, refresh_token, now)
+
+
+def _cap_sessions(db: Session, policy: TokenPolicy, user_id: int, now: datetime) -> None:
+    """Beyond MAX_SESSIONS_PER_USER live sessions, the least recently used are signed out."""
+    surplus = list(db.scalars(
+        select(DeviceSession.id).where(DeviceSession.user_id == user_id, DeviceSession.live(now))
+        .order_by(DeviceSession.last_used_at.desc(), DeviceSession.created_at.desc(), DeviceSession.id)
+        .offset(policy.max_sessions)
+    ))
+    for session_id in surplus:
+        revoke_sessions(db, session_id=session_id, now=now)
+
+
+def _tidy(db: Session, policy: TokenPolicy, user_id: int, now: datetime) -> None:
+    """Inline housekeeping at each sign-in, for this user only: rows that can never matter again go.
+
+    Expired sessions (their refresh tokens go with them), sessions signed out and sign-in events older
+    than the retention period; so these tables stay bounded without a scheduled job.
+    """
+    cutoff = now - timedelta(seconds=policy.retention)
+    db.execute(
+        delete(DeviceSession)
+        .where(DeviceSession.user_id == user_id, or_(DeviceSession.expires_at <= now, DeviceSession.revoked_at < cutoff))
+        .execution_options(synchronize_session=False)
+    )
+    db.execute(
+        delete(LoginEvent).where(LoginEvent.user_id == user_id, LoginEvent.at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _issue_refresh(db: Session, policy: TokenPolicy, device: DeviceSession, now: datetime) -> str:
+    """A new refresh token; the session's expiry slides with it, but never past SESSION_MAX_AGE from sign-in."""
     raw = new_refresh_token()
-    expires_at = now + timedelta(seconds=policy.refresh_ttl)
+    expires_at = min(
+        now + timedelta(seconds=policy.refresh_ttl), device.created_at + timedelta(seconds=policy.session_max_age),
+    )
     device.expires_at = expires_at
     db.add(RefreshToken(token_hash=token_hash(raw), session_id=device.id, created_at=now, expires_at=expires_at))
     return raw
 
 
-def _token_pair(db: Session, policy: TokenPolicy, user: User, device: DeviceSession, refresh_token: str) -> IssuedTokens:
+def _token_pair(
+    db: Session, policy: TokenPolicy, user: User, device: DeviceSession, refresh_token: str, now: datetime,
+) -> IssuedTokens:
     return IssuedTokens(
         login=user.login,
         session_id=device.id,
         access_token=policy.issue_access(user.id, device.id, role_names(db, user.id)),
         refresh_token=refresh_token,
         expires_in=policy.access_ttl,
-        refresh_expires_in=policy.refresh_ttl,
+        refresh_expires_in=max(0, int((device.expires_at - now).total_seconds())),
     )
