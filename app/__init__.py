@@ -87,8 +87,10 @@ def instance_secret(path: Path) -> str:
 
 def configure_limits(app: Flask) -> None:
     config = app.config
+    database = counters.DatabaseCounters(app.extensions["auth_engine"])
     app.extensions["throttle"] = Throttle(
-        counters=counters.from_config(config, app.extensions["auth_engine"]),
+        counters=counters.from_config(config, database),
+        login_failures=database,
         signin=Limit.parse(config["RATELIMIT_SIGNIN"]),
         signup=Limit.parse(config["RATELIMIT_SIGNUP"]),
         refresh=Limit.parse(config["RATELIMIT_REFRESH"]),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import bindparam, delete, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from app.models import RateCounter
 
@@ -66,15 +66,18 @@ class DatabaseCounters:
         self.upsert = UPSERT["sqlite" if engine.dialect.name == "sqlite" else "mysql"]
         self.purged_at = 0.0
 
-    def hit(self, key: str, seconds: int) -> Count:
+    def hit(self, key: str, seconds: int, connection: Connection | None = None) -> Count:
+        """On `connection` the hit joins that transaction (it counts when that commits); else it is its own."""
+        if connection is None:
+            with self.engine.connect() as own:
+                return self.hit(key, seconds, own)
         now = time.time()
         start, end = window(seconds, now)
-        with self.engine.connect() as connection:
-            connection.execute(self.upsert, {"key": key, "start": start, "end": end})
-            hits = connection.execute(READ, {"key": key}).scalar_one()
-            if now - self.purged_at > PURGE_EVERY:
-                self.purged_at = now
-                connection.execute(delete(RateCounter).where(RateCounter.expires_at < int(now)))
+        connection.execute(self.upsert, {"key": key, "start": start, "end": end})
+        hits = connection.execute(READ, {"key": key}).scalar_one()
+        if now - self.purged_at > PURGE_EVERY:
+            self.purged_at = now
+            connection.execute(delete(RateCounter).where(RateCounter.expires_at < int(now)))
         return Count(hits, end)
 
     def peek(self, key: str, seconds: int) -> Count:
@@ -120,8 +123,7 @@ class RedisCounters:
         return self._redis(self._peek, key, seconds) or self.fallback.peek(key, seconds)
 
 
-def from_config(config, engine: Engine) -> Counters:
-    database = DatabaseCounters(engine)
+def from_config(config, database: DatabaseCounters) -> Counters:
     uri = config["RATELIMIT_STORAGE_URI"] or "memory://"
     if uri.startswith(("redis://", "rediss://", "redis+sentinel://", "redis+cluster://", "redis+unix://")):
         timeout = config["RATELIMIT_STORAGE_TIMEOUT"]

@@ -83,6 +83,6 @@ def update_user():
             current_password=data.current_password, new_login=data.id, new_password=data.password, now=utcnow(),
         )
     except Forbidden:
-        throttle().failed_reauthentication(g.user_id, g.login)
+        throttle().failed_reauthentication(get_db(), g.user_id, g.login)
         raise
     return ok(shapes.Me(id=new_login))

@@ -59,14 +59,10 @@ def signin():
     data = parse(Credentials, body())
     now = utcnow()
     throttle().sign_in(get_db(), login=data.id, address=client_address(), now=now)
-    try:
-        issued = sign_in(
-            get_db(), passwords=passwords(), policy=tokens(), login=data.id, password=data.password, client=client(),
-            now=now,
-        )
-    except InvalidCredentials:
-        throttle().failed_sign_in(data.id)
-        raise
+    issued = sign_in(
+        get_db(), passwords=passwords(), policy=tokens(), throttle=throttle(), login=data.id, password=data.password,
+        client=client(), now=now,
+    )
     return token_response(issued, 200)
 
 

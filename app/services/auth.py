@@ -3,7 +3,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, false, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -11,6 +11,7 @@ from app.errors import InvalidCredentials, InvalidRefreshToken, UserExists
 from app.models import DeviceSession, LoginEvent, RefreshToken, Role, User, UserRole
 from app.security import Passwords, TokenPolicy, new_refresh_token, new_session_id, token_hash
 from app.services.sessions import revoke_sessions
+from app.services.throttle import Throttle
 
 log = logging.getLogger("app.accounts")
 
@@ -59,18 +60,23 @@ def sign_up(
 
 
 def sign_in(
-    db: Session, *, passwords: Passwords, policy: TokenPolicy, login: str, password: str, client: Client,
-    now: datetime,
+    db: Session, *, passwords: Passwords, policy: TokenPolicy, throttle: Throttle, login: str, password: str,
+    client: Client, now: datetime,
 ) -> IssuedTokens:
     user = db.scalar(select(User).where(User.login == login))
-    # An unknown id is checked against a dummy hash: the same work and the same answer as a wrong password.
+    # An unknown id is checked against a dummy hash, and its failure recorded by the same statement that
+    # records a wrong password (it inserts no row): the same work, the same time, the same answer.
     ok = passwords.verify(user.password_hash if user else None, password)
-    if user is None:
-        raise InvalidCredentials()
-    db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=ok))
-    if not ok:
+    if user is None or not ok:
+        db.execute(insert(LoginEvent).from_select(
+            ["user_id", "at", "ip", "user_agent", "success"],
+            select(User.id, literal(now), literal(client.ip), literal(client.user_agent), false())
+            .where(User.login == login),
+        ))
+        throttle.failed_sign_in(db, login)
         db.commit()
         raise InvalidCredentials()
+    db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=True))
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
     _tidy(db, policy, user.id, now)

@@ -11,7 +11,7 @@ from limits import parse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.counters import Count, Counters
+from app.counters import Count, Counters, DatabaseCounters
 from app.errors import RateLimited
 from app.models import LoginEvent, User
 
@@ -32,7 +32,12 @@ class Limit:
 
 @dataclass(frozen=True)
 class Throttle:
+    """`counters` hold what is counted per address and per user (the configured store); a login's failed
+    sign-ins are always rows of the service's database, written in the sign-in's own transaction, so a
+    wrong password and an unknown login cost the same: one row changed, one commit."""
+
     counters: Counters
+    login_failures: DatabaseCounters
     signin: Limit
     signup: Limit
     refresh: Limit
@@ -59,13 +64,14 @@ class Throttle:
         if not self.enabled:
             return
         self._count_attempt("signin-address", address, self.signin)
-        failures = self.counters.peek(self.key("signin-login", login), self.signin.seconds)
+        failures = self.login_failures.peek(self.key("signin-login", login), self.signin.seconds)
         if failures.hits >= self.signin.amount and not known_address(db, login=login, address=address, now=now):
             refuse(failures, self.signin)
 
-    def failed_sign_in(self, login: str) -> None:
+    def failed_sign_in(self, db: Session, login: str) -> None:
+        """Count a failure of `login` within `db`'s transaction: it counts when the caller commits."""
         if self.enabled:
-            self.counters.hit(self.key("signin-login", login), self.signin.seconds)
+            self.login_failures.hit(self.key("signin-login", login), self.signin.seconds, db.connection())
 
     def reauthenticate(self, user_id: int) -> None:
         """Before a `current_password` is checked: refused once the user's wrong guesses reach the limit."""
@@ -74,11 +80,12 @@ class Throttle:
             if count.hits >= self.reauth.amount:
                 refuse(count, self.reauth)
 
-    def failed_reauthentication(self, user_id: int, login: str) -> None:
+    def failed_reauthentication(self, db: Session, user_id: int, login: str) -> None:
         """A wrong `current_password` is a failed sign-in of that login too."""
         if self.enabled:
             self.counters.hit(self.key("reauth", str(user_id)), self.reauth.seconds)
-            self.failed_sign_in(login)
+            self.failed_sign_in(db, login)
+            db.commit()
 
 
 def refuse_over(count: Count, limit: Limit) -> None:
