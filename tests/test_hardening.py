@@ -1,0 +1,79 @@
+"""The log cannot be forged or leak statement parameters; production refuses debug; tokens allow clock skew."""
+import logging
+from contextlib import contextmanager
+from typing import Iterator
+
+import pytest
+
+from app import create_app
+from tests.conftest import app_config
+
+# -- the request log -----------------------------------------------------------------------------
+
+
+@contextmanager
+def captured(name: str, caplog) -> Iterator[None]:
+    """caplog sees the logger's records once, whether or not "app" propagates them to the root logger.
+
+    pytest adds its handler to loggers that do not propagate when a test phase starts; the app makes
+    "app" one of them when it is first created, which may be in the middle of a phase.
+    """
+    logger = logging.getLogger(name)
+    direct = caplog.handler not in reached_handlers(logger)
+    if direct:
+        logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        if direct:
+            logger.removeHandler(caplog.handler)
+
+
+def reached_handlers(logger: logging.Logger | None) -> list[logging.Handler]:
+    found: list[logging.Handler] = []
+    while logger is not None:
+        found += logger.handlers
+        logger = logger.parent if logger.propagate else None
+    return found
+
+
+@pytest.mark.parametrize("path, shown", [
+    ("/x%0AFORGED 200", "/x\\x0aFORGED 200"),
+    ("/x%0D%0AFORGED", "/x\\x0d\\x0aFORGED"),
+    ("/a%09b%00c%1Bd%7Fe", "/a\\x09b\\x00c\\x1bd\\x7fe"),
+    ("/a%C2%85b%C2%9Bc", "/a\\x85b\\x9bc"),  # C1 controls, NEL among them
+    ("/a%E2%80%A8b", "/a\\u2028b"),
+    ("/file/отчёт", "/file/отчёт"),  # printable text is kept as it is
+])
+def test_control_characters_in_the_path_are_escaped_in_one_log_line(client, caplog, path, shown):
+    caplog.set_level(logging.INFO, logger="app.request")
+    with captured("app.request", caplog):
+        response = client.get(path, headers={"X-Request-ID": "probe-1"})
+    assert response.status_code == 404
+    [record] = [r for r in caplog.records if r.name == "app.request"]
+    line = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s").format(record)
+    assert len(line.splitlines()) == 1
+    assert f"probe-1 GET {shown} 404 " in line
+    assert not any(line.startswith(text) for text in ("FORGED", "\nFORGED"))
+
+
+def test_both_engines_hide_statement_parameters(app):
+    assert app.extensions["engine"].hide_parameters is True
+    assert app.extensions["auth_engine"].hide_parameters is True
+
+
+def test_a_database_error_names_no_parameter_in_the_log_or_the_answer(tmp_path, caplog):
+    """An unmigrated database: the sign-in's lookup fails with the statement in the error, not its values."""
+    app = create_app(app_config(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path, DEBUG=True))
+    try:
+        with captured("app", caplog):
+            response = app.test_client().post("/signin", json={"id": "leaky.login@example.com", "password": "pw-1234567"})
+    finally:
+        app.extensions["engine"].dispose()
+    assert response.status_code == 503
+    stack = response.json["error"]["stack"]  # debug mode: the exception's text is in the answer too
+    assert "no such table" in stack and "hide_parameters" in stack
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "no such table" in logged and "[SQL:" in logged
+    for text in (stack, logged):
+        assert "leaky.login" not in text and "pw-1234567" not in text
