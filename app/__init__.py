@@ -49,6 +49,8 @@ def configure_logging(app: Flask) -> None:
 def configure_security(app: Flask) -> None:
     secret = app.config["JWT_SECRET"]
     if app.config["APP_ENV"] == "production":
+        if app.debug:  # the debugger runs code sent to it, and error answers would carry stack traces
+            raise RuntimeError("APP_ENV=production refuses to start in debug mode: unset FLASK_DEBUG (and DEBUG)")
         if len(secret.encode()) < 32:
             raise RuntimeError("APP_ENV=production needs JWT_SECRET of at least 32 bytes (e.g. `openssl rand -base64 48`)")
     elif not secret:

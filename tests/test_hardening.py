@@ -1,12 +1,15 @@
 """The log cannot be forged or leak statement parameters; production refuses debug; tokens allow clock skew."""
 import logging
+import os
+import subprocess
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
 
 from app import create_app
-from tests.conftest import app_config
+from tests.conftest import ROOT, app_config
 
 # -- the request log -----------------------------------------------------------------------------
 
@@ -77,3 +80,35 @@ def test_a_database_error_names_no_parameter_in_the_log_or_the_answer(tmp_path, 
     assert "no such table" in logged and "[SQL:" in logged
     for text in (stack, logged):
         assert "leaky.login" not in text and "pw-1234567" not in text
+
+
+# -- production refuses debug ----------------------------------------------------------------------
+
+PRODUCTION = {"APP_ENV": "production", "JWT_SECRET": "p" * 48, "DATABASE_URL": "sqlite://"}
+
+
+def test_production_refuses_debug_mode(tmp_path):
+    with pytest.raises(RuntimeError, match="APP_ENV=production refuses to start in debug mode"):
+        create_app({**PRODUCTION, "INSTANCE_DIR": str(tmp_path), "DEBUG": True})
+    app = create_app({**PRODUCTION, "INSTANCE_DIR": str(tmp_path), "DEBUG": False})
+    assert not app.debug
+    debug_in_development = create_app({**PRODUCTION, "INSTANCE_DIR": str(tmp_path), "DEBUG": True,
+                                        "APP_ENV": "development"})
+    assert debug_in_development.debug
+
+
+def server_start(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """Import wsgi (what gunicorn and `flask run` load) in a fresh interpreter with only these settings."""
+    keep = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    settings = {**keep, "DOTENV_PATH": str(tmp_path / "none.env"), "INSTANCE_DIR": str(tmp_path),
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", **env}
+    return subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, env=settings, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_production_server_with_flask_debug_does_not_start(tmp_path):
+    refused = server_start(tmp_path, APP_ENV="production", JWT_SECRET="p" * 48, FLASK_DEBUG="1")
+    assert refused.returncode != 0
+    assert "APP_ENV=production refuses to start in debug mode" in refused.stderr
+    started = server_start(tmp_path, APP_ENV="production", JWT_SECRET="p" * 48, FLASK_DEBUG="0")
+    assert started.returncode == 0, started.stderr
