@@ -62,10 +62,18 @@ def configure_security(app: Flask) -> None:
         access_ttl=app.config["ACCESS_TOKEN_TTL"],
         refresh_ttl=app.config["REFRESH_TOKEN_TTL"],
         reuse_grace=app.config["REFRESH_REUSE_GRACE"],
+        leeway=jwt_leeway(app.config["JWT_LEEWAY"]),
     )
     app.extensions["passwords"] = Passwords(
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
     )
+
+
+def jwt_leeway(seconds: int) -> int:
+    """A negative leeway would end every token early; it is a mistake in the settings, not a policy."""
+    if int(seconds) < 0:
+        raise RuntimeError(f"JWT_LEEWAY must be 0 or more seconds, not {seconds}")
+    return int(seconds)
 
 
 def instance_secret(path: Path) -> str:

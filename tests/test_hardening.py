@@ -3,13 +3,15 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
+import jwt
 import pytest
 
 from app import create_app
-from tests.conftest import ROOT, app_config
+from tests.conftest import JWT_TEST_SECRET, ROOT, app_config, bearer, sign_up
 
 # -- the request log -----------------------------------------------------------------------------
 
@@ -112,3 +114,40 @@ def test_a_production_server_with_flask_debug_does_not_start(tmp_path):
     assert "APP_ENV=production refuses to start in debug mode" in refused.stderr
     started = server_start(tmp_path, APP_ENV="production", JWT_SECRET="p" * 48, FLASK_DEBUG="0")
     assert started.returncode == 0, started.stderr
+
+
+# -- clock difference on access tokens --------------------------------------------------------------
+
+
+def minted(client, login: str = "ann@example.com", **times: int) -> str:
+    """An access token of a real session (signed up just now), with iat/nbf/exp moved to the given offsets."""
+    issued = jwt.decode(sign_up(client, login)["access_token"], options={"verify_signature": False})
+    now = int(time.time())
+    claims = {**issued, "iat": now, "exp": now + 600, **{name: now + offset for name, offset in times.items()}}
+    return jwt.encode(claims, JWT_TEST_SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize("times, status, code", [
+    ({"iat": 3}, 200, None),  # minted by an instance whose clock is 3 s ahead
+    ({"iat": 30}, 401, "invalid_token"),
+    ({"nbf": 3}, 200, None),
+    ({"nbf": 30}, 401, "invalid_token"),
+    ({"iat": -603, "exp": -3}, 200, None),  # expired 3 s ago by this clock
+    ({"iat": -630, "exp": -30}, 401, "token_expired"),
+])
+def test_access_tokens_allow_five_seconds_of_clock_difference(client, times, status, code):
+    response = client.get("/info", headers=bearer(minted(client, **times)))
+    assert response.status_code == status, response.json
+    if code:
+        assert response.json["error"]["code"] == code
+    else:
+        assert response.json["data"] == {"id": "ann@example.com"}
+
+
+def test_jwt_leeway_is_a_setting(make_app):
+    strict = make_app(JWT_LEEWAY=0).test_client()
+    assert strict.get("/info", headers=bearer(minted(strict, iat=3))).status_code == 401
+    generous = make_app(JWT_LEEWAY=60).test_client()
+    assert generous.get("/info", headers=bearer(minted(generous, "bob@example.com", iat=30))).status_code == 200
+    with pytest.raises(RuntimeError, match="JWT_LEEWAY"):
+        make_app(JWT_LEEWAY=-1)
