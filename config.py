@@ -46,6 +46,8 @@ class Config:
     ACCESS_TOKEN_TTL = int(os.environ.get("ACCESS_TOKEN_TTL", "600"))
     REFRESH_TOKEN_TTL = int(os.environ.get("REFRESH_TOKEN_TTL", str(30 * 24 * 3600)))
     REFRESH_REUSE_GRACE = int(os.environ.get("REFRESH_REUSE_GRACE", "10"))
+    # Seconds of clock difference between instances that access tokens' iat/nbf/exp allow.
+    JWT_LEEWAY = int(os.environ.get("JWT_LEEWAY", "5"))
     # argon2id, OWASP's "m=19 MiB, t=2, p=1": about 30 ms on one core, so two cores sign in ~60 users/s
     ARGON2_TIME_COST = int(os.environ.get("ARGON2_TIME_COST", "2"))
     ARGON2_MEMORY_KIB = int(os.environ.get("ARGON2_MEMORY_KIB", "19456"))

@@ -49,6 +49,8 @@ def configure_logging(app: Flask) -> None:
 def configure_security(app: Flask) -> None:
     secret = app.config["JWT_SECRET"]
     if app.config["APP_ENV"] == "production":
+        if app.debug:  # the debugger runs code sent to it, and error answers would carry stack traces
+            raise RuntimeError("APP_ENV=production refuses to start in debug mode: unset FLASK_DEBUG (and DEBUG)")
         if len(secret.encode()) < 32:
             raise RuntimeError("APP_ENV=production needs JWT_SECRET of at least 32 bytes (e.g. `openssl rand -base64 48`)")
     elif not secret:
@@ -63,10 +65,18 @@ def configure_security(app: Flask) -> None:
         session_max_age=app.config["SESSION_MAX_AGE"],
         max_sessions=app.config["MAX_SESSIONS_PER_USER"],
         retention=app.config["SESSION_RETENTION_DAYS"] * 24 * 3600,
+        leeway=jwt_leeway(app.config["JWT_LEEWAY"]),
     )
     app.extensions["passwords"] = Passwords(
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
     )
+
+
+def jwt_leeway(seconds: int) -> int:
+    """A negative leeway would end every token early; it is a mistake in the settings, not a policy."""
+    if int(seconds) < 0:
+        raise RuntimeError(f"JWT_LEEWAY must be 0 or more seconds, not {seconds}")
+    return int(seconds)
 
 
 def instance_secret(path: Path) -> str:

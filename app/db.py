@@ -36,14 +36,16 @@ def utcnow() -> datetime:
 def make_engine(
     url: str, pool_size: int = 10, connect_timeout: int = 5, autocommit: bool = False, read_timeout: int = 30,
 ) -> Engine:
+    # hide_parameters: statements' values (logins, token hashes) stay out of logs and error messages.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("mysql") and "charset=" not in url:
         url += ("&" if "?" in url else "?") + "charset=utf8mb4"
     engine = create_engine(
         url,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=280,

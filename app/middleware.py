@@ -10,6 +10,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+# C0 controls, DEL, C1 controls, and the two Unicode line breaks some log readers split on.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 log = logging.getLogger("app.request")
 
 
@@ -49,8 +51,19 @@ def finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or request_id_for_request()
     response.headers["X-Request-ID"] = request_id
     elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-    log.info("%s %s %s %s %.1fms", request_id, request.method, request.path, response.status_code, elapsed_ms)
+    log.info("%s %s %s %s %.1fms", request_id, escape_controls(request.method), escape_controls(request.path),
+             response.status_code, elapsed_ms)
     return response
+
+
+def escape_controls(text: str) -> str:
+    """`\\x0a` for a newline and the like: a path such as `/x%0AFORGED` cannot start a log line of its own."""
+    return CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def request_id_for_request() -> str:

@@ -1,15 +1,39 @@
 """Read one file part out of a multipart/form-data body as a stream, without spooling the body anywhere."""
+import re
 from typing import Iterator
 
-from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder, State
 
 from app.errors import ValidationError
 from app.storage.base import ByteStream
 
 CHUNK = 1 << 20
 # Part headers and the preamble are buffered until their end is seen; real clients need a few hundred bytes.
-HEADER_LIMIT = 64 * 1024
+# The limit holds for all of them together up to the file part, so many parts cannot add up to more.
+HEADER_LIMIT = 16 * 1024
 MAX_PARTS = 100
+# RFC 2046 §5.1.1: 1 to 70 of these characters, not ending in a space.
+BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+EXTENDED_BOUNDARY = re.compile(r";\s*boundary\*", re.IGNORECASE)
+
+
+def boundary_of(content_type: str, field: str) -> bytes:
+    """The boundary of a multipart Content-Type; 400 on `field` unless it is one RFC 2046 allows.
+
+    werkzeug decodes an RFC 2231 `boundary*=UTF-8''…` into any characters, and anything but plain
+    ASCII cannot be matched against the body's bytes; both are refused before the body is read.
+    """
+    if EXTENDED_BOUNDARY.search(content_type):
+        raise ValidationError.field(field, "the multipart boundary must be a plain boundary=, not boundary*=")
+    boundary = parse_options_header(content_type)[1].get("boundary", "")
+    if not boundary and "boundary" not in content_type.lower():
+        raise ValidationError.field(field, "the multipart Content-Type has no boundary")
+    if not BOUNDARY.fullmatch(boundary):  # werkzeug gives "" for a value it cannot read
+        raise ValidationError.field(
+            field, "the multipart boundary must be 1 to 70 ASCII letters, digits or '()+_,-./:=? (RFC 2046)")
+    return boundary.encode("ascii")
 
 
 class FilePart:
@@ -56,20 +80,35 @@ def _part_data(events: Iterator) -> Iterator[bytes]:
 
 def _events(source: ByteStream, decoder: MultipartDecoder) -> Iterator:
     ended = False
+    header_bytes = 0  # preamble, boundary lines and part headers taken so far
     while True:
+        buffered = len(decoder.buffer)
         try:
             event = decoder.next_event()
         except ValueError as e:
             why = "the multipart body ended early" if ended else f"malformed multipart body: {e}"
             raise ValidationError.field("file", why) from None
+        except RequestEntityTooLarge:  # werkzeug's answer to more than max_parts parts: the body is not too large
+            raise ValidationError.field("file", f"the multipart body has more than {MAX_PARTS} parts") from None
         if event is NEED_DATA:
+            if decoder.state == State.EPILOGUE:  # past the closing boundary: no part follows, the rest is not read
+                yield Epilogue(data=b"")
+                return
+            # Outside part data the decoder buffers until it finds a boundary or a blank line.
+            if decoder.state in (State.PREAMBLE, State.PART) and header_bytes + len(decoder.buffer) > HEADER_LIMIT:
+                raise _headers_too_long()
             chunk = source.read(CHUNK)
             ended = not chunk
             decoder.receive_data(chunk or None)
-            # Outside part data the decoder buffers until it finds a boundary or a blank line.
-            if len(decoder.buffer) > HEADER_LIMIT + CHUNK:
-                raise ValidationError.field("file", "multipart headers are too long")
             continue
+        if not isinstance(event, Data):
+            header_bytes += buffered - len(decoder.buffer)
+            if header_bytes > HEADER_LIMIT:
+                raise _headers_too_long()
         yield event
         if isinstance(event, Epilogue):
             return
+
+
+def _headers_too_long() -> ValidationError:
+    return ValidationError.field("file", f"multipart headers are too long (at most {HEADER_LIMIT} bytes before the file)")

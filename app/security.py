@@ -46,6 +46,7 @@ class TokenPolicy:
     session_max_age: int = 90 * 24 * 3600
     max_sessions: int = 100
     retention: int = 30 * 24 * 3600  # seconds signed-out sessions and sign-in events are kept
+    leeway: int = 0  # seconds of clock difference allowed on iat, nbf and exp
 
     def issue_access(self, user_id: int, session_id: str, roles: list[str] | None = None) -> str:
         now = int(time.time())
@@ -67,6 +68,9 @@ class TokenPolicy:
                 self.secret,
                 algorithms=[self.algorithm],  # pinned: "none" and algorithm confusion fail here
                 options={"require": ACCESS_CLAIMS},
+                # A token minted by an instance whose clock runs a little ahead has an iat in "our" future:
+                # PyJWT refuses that as not yet valid unless the leeway covers it.
+                leeway=self.leeway,
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpired() from None

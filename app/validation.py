@@ -9,8 +9,10 @@ from flask import current_app, request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, StringConstraints, ValidationInfo
 from pydantic import ValidationError as PydanticError
 from pydantic_core import PydanticCustomError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import ValidationError
+from app.multipart import boundary_of
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 LOGIN_MAX = EMAIL_MAX_LENGTH  # a phone number is far shorter
@@ -131,13 +133,38 @@ def body() -> dict[str, Any]:
             raise ValidationError("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
         return data
     if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return request.form.to_dict()
+        return form_fields()
     if not mimetype and not request.content_length and not request.headers.get("Transfer-Encoding"):
         return {}
     raise ValidationError(
         "the body must be JSON or form-encoded",
         {"fields": {"body": f"unsupported content type {mimetype or '(none)'}"}},
     )
+
+
+def form_fields() -> dict[str, Any]:
+    """A form body's fields; a multipart one with a boundary werkzeug cannot use, or too many parts, is 400.
+
+    werkzeug drops a multipart body it cannot parse (the fields would just be "required"), and answers
+    too many parts or too large a field with 413, as if the body were over the size limit.
+    """
+    if request.mimetype == "multipart/form-data":
+        boundary_of(request.content_type or "", "body")
+    try:
+        return request.form.to_dict()
+    except RequestEntityTooLarge:
+        if _body_over_limit():
+            raise
+        raise ValidationError.field("body", "the form has too many parts, or a part too large") from None
+
+
+def _body_over_limit() -> bool:
+    limit = request.max_content_length
+    if limit is None:
+        return False
+    if request.content_length is not None:
+        return request.content_length > limit
+    return bool(getattr(request.stream, "is_exhausted", False))  # a chunked body cut off at the limit
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:

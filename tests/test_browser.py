@@ -121,9 +121,10 @@ def api_server(chromium, backend, request):
 
 @pytest.fixture
 def short_token_server(chromium, backend, request, monkeypatch):
-    """gunicorn issuing 3-second access tokens, so the page has to refresh them."""
+    """gunicorn issuing 3-second access tokens, taken at their word (no leeway), so the page has to refresh them."""
     one_backend(backend)
     monkeypatch.setenv("ACCESS_TOKEN_TTL", str(SHORT_TTL))
+    monkeypatch.setenv("JWT_LEEWAY", "0")
     return request.getfixturevalue("live_server")
 
 

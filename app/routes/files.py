@@ -17,7 +17,7 @@ from app.db import get_db, utcnow
 from app.errors import Conflict, FileTooLarge, PreconditionFailed, RangeNotSatisfiable, ValidationError
 from app.extensions import storage
 from app.models import File
-from app.multipart import FilePart, open_file_part
+from app.multipart import FilePart, boundary_of, open_file_part
 from app.responses import ok
 from app.services.files import (
     Download, WantedRange, delete_file, get_own_file, list_files, open_own_file, replace_file, upload_file,
@@ -188,10 +188,9 @@ def incoming_file() -> FilePart:
         raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
     # Set before the body is touched: werkzeug then caps chunked bodies too, while they are read.
     request.max_content_length = limit + MULTIPART_OVERHEAD
-    boundary = request.mimetype_params.get("boundary", "")
-    if request.mimetype != "multipart/form-data" or not boundary:
+    if request.mimetype != "multipart/form-data" or "boundary" not in request.content_type.lower():
         raise ValidationError.field("file", "required: send multipart/form-data with a part named 'file'")
-    part = open_file_part(request.stream, boundary.encode("latin-1"))
+    part = open_file_part(request.stream, boundary_of(request.content_type, "file"))
     if part is None:
         raise ValidationError.field("file", "required: the body has no part named 'file'")
     return part
