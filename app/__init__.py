@@ -97,7 +97,7 @@ def instance_secret(path: Path) -> str:
 
 def configure_limits(app: Flask) -> None:
     config = app.config
-    database = counters.DatabaseCounters(app.extensions["auth_engine"])
+    database = counters.DatabaseCounters(app.extensions["autocommit_engine"])
     app.extensions["throttle"] = Throttle(
         counters=counters.from_config(config, database),
         login_failures=database,

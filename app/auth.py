@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session
 
 from app.db import get_db, utcnow
 from app.errors import Forbidden, InvalidToken, MissingToken
-from app.extensions import auth_engine, tokens
+from app.extensions import autocommit_engine, tokens
 from app.models import DeviceSession, Role, User, UserRole
 
 # Built once: composing a statement costs more than running it over a warm connection.
 # One primary-key lookup (plus the user's row) without building ORM objects; a row only for a live session.
 SESSION_LOOKUP = (
-    select(DeviceSession.user_id, DeviceSession.last_used_at, User.login)
+    select(DeviceSession.user_id, DeviceSession.last_used_at, User.login, User.file_count)
     .join(User, User.id == DeviceSession.user_id)
     .where(DeviceSession.id == bindparam("sid"), DeviceSession.live(bindparam("now")))
 )
@@ -54,14 +54,15 @@ def authenticate() -> None:
         raise MissingToken()
     claims = tokens().decode_access(token)
     now = utcnow()
-    with auth_engine().connect() as connection:
+    with autocommit_engine().connect() as connection:
         row = connection.execute(SESSION_LOOKUP, {"sid": claims["sid"], "now": now}).first()
         if row is None or str(row.user_id) != claims["sub"]:
             raise InvalidToken("the session of this token has been signed out")
         # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
         if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
             connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
-    g.user_id, g.session_id, g.login = row.user_id, claims["sid"], row.login
+    # file_count rides along for free: the file list's total needs no query of its own.
+    g.user_id, g.session_id, g.login, g.file_count = row.user_id, claims["sid"], row.login, row.file_count
 
 
 def require_permission(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -112,13 +112,13 @@ def init_app(app: Flask) -> None:
     read_timeout = app.config["DB_READ_TIMEOUT"]
     engine = make_engine(url, pool_size, timeout, read_timeout=read_timeout)
     app.extensions["engine"] = engine
-    # The bearer check is one read and at most one single-row write: in autocommit it needs no
-    # BEGIN/ROLLBACK round trips, so it gets a pool of its own.
+    # The bearer check, the abuse counters and read-only routes are single statements: in autocommit
+    # they need no BEGIN/ROLLBACK round trips, so they get a pool of their own.
     if url.startswith("sqlite"):
-        app.extensions["auth_engine"] = engine.execution_options(isolation_level="AUTOCOMMIT")
+        app.extensions["autocommit_engine"] = engine.execution_options(isolation_level="AUTOCOMMIT")
     else:
-        app.extensions["auth_engine"] = make_engine(url, pool_size, timeout, autocommit=True, read_timeout=read_timeout)
-        share_disconnects(engine, app.extensions["auth_engine"])
+        app.extensions["autocommit_engine"] = make_engine(url, pool_size, timeout, autocommit=True, read_timeout=read_timeout)
+        share_disconnects(engine, app.extensions["autocommit_engine"])
     app.extensions["sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_db)
 

@@ -17,9 +17,9 @@ def engine() -> Engine:
     return current_app.extensions["engine"]
 
 
-def auth_engine() -> Engine:
-    """Autocommit: the bearer check's one read (and rare write) needs no BEGIN/ROLLBACK round trips."""
-    return current_app.extensions["auth_engine"]
+def autocommit_engine() -> Engine:
+    """Autocommit: single statements (the bearer check, counters, read-only pages) without BEGIN/ROLLBACK."""
+    return current_app.extensions["autocommit_engine"]
 
 
 def storage() -> Storage:

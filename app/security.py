@@ -2,7 +2,7 @@
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from app.errors import InvalidToken, TokenExpired
 
 ACCESS_CLAIMS = ["sub", "sid", "jti", "iat", "exp", "typ"]
+VERIFIED_TOKENS = 4096  # access tokens whose signature was checked, kept per process
 
 
 class Passwords:
@@ -47,6 +48,7 @@ class TokenPolicy:
     max_sessions: int = 100
     retention: int = 30 * 24 * 3600  # seconds signed-out sessions and sign-in events are kept
     leeway: int = 0  # seconds of clock difference allowed on iat, nbf and exp
+    verified: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
 
     def issue_access(self, user_id: int, session_id: str, roles: list[str] | None = None) -> str:
         now = int(time.time())
@@ -62,6 +64,23 @@ class TokenPolicy:
         return jwt.encode(claims, self.secret, algorithm=self.algorithm)
 
     def decode_access(self, token: str) -> dict[str, Any]:
+        """The claims of a valid access token; every check runs, the signature's only once per token.
+
+        A token's signature and claims never change, so a token verified before is looked up in a small
+        cache, and only its expiry is checked again. The session behind it is still looked up on every
+        request by the caller, so a signed-out session fails at once either way.
+        """
+        claims = self.verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self.verified) >= VERIFIED_TOKENS:
+                self.verified.clear()  # crude, bounded, and cheap: the working set refills it at once
+            self.verified[token] = claims
+        elif claims["exp"] + self.leeway <= time.time():
+            raise TokenExpired()
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             claims = jwt.decode(
                 token,
@@ -78,6 +97,8 @@ class TokenPolicy:
             raise InvalidToken() from None
         if claims.get("typ") != "access" or not isinstance(claims.get("sid"), str):
             raise InvalidToken("this is not an access token")
+        if not isinstance(claims["exp"], (int, float)):
+            raise InvalidToken()
         return claims
 
 

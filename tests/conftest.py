@@ -248,7 +248,7 @@ def make_app(backend, database_urls, tmp_path, storage_settings):
     yield build
     for app in apps:
         app.extensions["engine"].dispose()
-        app.extensions["auth_engine"].dispose()
+        app.extensions["autocommit_engine"].dispose()
     if apps:
         wipe_rows(apps[0].extensions["engine"])
         apps[0].extensions["engine"].dispose()

@@ -64,7 +64,7 @@ def test_control_characters_in_the_path_are_escaped_in_one_log_line(client, capl
 
 def test_both_engines_hide_statement_parameters(app):
     assert app.extensions["engine"].hide_parameters is True
-    assert app.extensions["auth_engine"].hide_parameters is True
+    assert app.extensions["autocommit_engine"].hide_parameters is True
 
 
 def test_a_database_error_names_no_parameter_in_the_log_or_the_answer(tmp_path, caplog):

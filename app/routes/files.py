@@ -15,7 +15,7 @@ from app.api import link, operation
 from app.auth import token_required
 from app.db import get_db, utcnow
 from app.errors import Conflict, FileTooLarge, PreconditionFailed, RangeNotSatisfiable, ValidationError
-from app.extensions import storage
+from app.extensions import autocommit_engine, storage
 from app.models import File
 from app.multipart import FilePart, boundary_of, open_file_part
 from app.responses import ok
@@ -55,7 +55,8 @@ UPLOAD_BODY = {
 }
 
 
-def file_shape(record: File) -> shapes.File:
+def file_shape(record: Any) -> shapes.File:
+    """From a File row object or a plain row with the same columns."""
     return shapes.File(
         id=record.id, name=record.name, extension=record.extension, mime_type=record.mime_type, size=record.size,
         sha256=record.sha256, uploaded_at=record.uploaded_at, updated_at=record.updated_at,
@@ -81,7 +82,9 @@ def upload():
 @token_required
 def listing():
     page, list_size = page_params()
-    items, total = list_files(get_db(), owner_id=g.user_id, page=page, list_size=list_size)
+    total = g.file_count  # read with the session, in the bearer check
+    with autocommit_engine().connect() as connection:
+        items = list_files(connection, owner_id=g.user_id, total=total, page=page, list_size=list_size)
     return ok(shapes.FilePage.of([file_shape(item) for item in items], page, list_size, total))
 
 

@@ -13,7 +13,8 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
 import magic
-from sqlalchemy import delete, select, update
+from sqlalchemy import Integer, Select, bindparam, delete, select, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -99,26 +100,40 @@ def get_own_file(db: Session, *, owner_id: int, file_id: int) -> File:
     return record
 
 
-def list_files(db: Session, *, owner_id: int, page: int, list_size: int) -> tuple[list[File], int]:
-    """One page of the owner's files, newest first, and the owner's total."""
-    # The total is the owner's counter (kept in the same transactions as the rows), not a count(*) scan.
-    total = db.scalar(select(User.file_count).where(User.id == owner_id)) or 0
+NEWEST_FIRST = (File.uploaded_at.desc(), File.id.desc())
+OLDEST_FIRST = (File.uploaded_at.asc(), File.id.asc())
+PAGE_COLUMNS = (File.id, File.name, File.extension, File.mime_type, File.size, File.sha256, File.uploaded_at,
+                File.updated_at)
+
+
+def _page_query(order: tuple) -> Select:
+    """Deferred join: skip entries on the ix_files_owner_id_newest index alone, then fetch whole rows."""
+    page_ids = (
+        select(File.id).where(File.owner_id == bindparam("owner_id")).order_by(*order)
+        .limit(bindparam("limit", type_=Integer)).offset(bindparam("skip", type_=Integer)).subquery()
+    )
+    return select(*PAGE_COLUMNS).join(page_ids, File.id == page_ids.c.id).order_by(*NEWEST_FIRST)
+
+
+# Built once: composing these costs more than running them over a warm connection.
+PAGE_FROM_NEWEST, PAGE_FROM_OLDEST = _page_query(NEWEST_FIRST), _page_query(OLDEST_FIRST)
+
+
+def list_files(connection: Connection, *, owner_id: int, total: int, page: int, list_size: int) -> list[Row]:
+    """One page of the owner's files, newest first, as plain rows: one statement, no transaction.
+
+    `total` is the owner's counter (kept in the same transactions as the rows, not a count(*) scan);
+    it only picks the cheaper end of the index to read from.
+    """
     offset = (page - 1) * list_size
     if offset >= total:
-        return [], total
-    newest_first = (File.uploaded_at.desc(), File.id.desc())
-    oldest_first = (File.uploaded_at.asc(), File.id.asc())
+        return []
     limit = min(list_size, total - offset)
-    order, skip = newest_first, offset
+    query, skip = PAGE_FROM_NEWEST, offset
     if offset > total // 2:
         # A page past the middle is read from the other end of the index, so no page skips more than half.
-        order, skip = oldest_first, total - offset - limit
-    # Deferred join: skip entries on the ix_files_owner_id_newest index alone, then fetch whole rows.
-    page_ids = (
-        select(File.id).where(File.owner_id == owner_id).order_by(*order).limit(limit).offset(skip).subquery()
-    )
-    items = db.scalars(select(File).join(page_ids, File.id == page_ids.c.id).order_by(*newest_first)).all()
-    return list(items), total
+        query, skip = PAGE_FROM_OLDEST, total - offset - limit
+    return list(connection.execute(query, {"owner_id": owner_id, "limit": limit, "skip": skip}))
 
 
 @dataclass(frozen=True)

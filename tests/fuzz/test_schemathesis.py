@@ -50,7 +50,7 @@ def fuzz_server(database_urls, tmp_path):
     yield server
     stop_gunicorn(server)
     wipe_rows(app.extensions["engine"])
-    for name in ("engine", "auth_engine"):
+    for name in ("engine", "autocommit_engine"):
         if name in app.extensions:
             app.extensions[name].dispose()
 
