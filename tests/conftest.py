@@ -225,6 +225,12 @@ class StoredObject:
     def __repr__(self) -> str:
         return f"<{'unfinished upload' if self.unfinished else 'object'} {self.name}>"
 
+    def __eq__(self, other: object) -> bool:  # compared like Paths: the same object in the bucket
+        return isinstance(other, StoredObject) and (self.name, self.unfinished) == (other.name, other.unfinished)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.unfinished))
+
 
 def stored_files(app) -> list:
     """Every stored blob, finished or not: files under UPLOAD_DIR, or objects and unfinished uploads in the bucket."""
