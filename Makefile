@@ -6,6 +6,8 @@
 # make web: the web client in web/ on :8080 (WEB_PORT), another origin than the API on :3000
 # make fuzz: only the schemathesis run of `make test` (MySQL; FUZZ_MAX_EXAMPLES, FUZZ_SEED), report printed
 # make docs-check: only the /docs render check in headless Chromium, which must be installed here
+# make bench-compare ANCHOR_URL=http://127.0.0.1:PORT: this service next to another server with the same routes
+#   (e.g. the Express original), rounds interleaved; see bench/README.md
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -49,3 +51,8 @@ clean:
 .PHONY: bench
 bench: venv
 	$(PY) bench/run.py
+
+.PHONY: bench-compare
+bench-compare: venv
+	@test -n "$(ANCHOR_URL)" || { echo "set ANCHOR_URL, e.g. make bench-compare ANCHOR_URL=http://127.0.0.1:3100"; exit 2; }
+	$(PY) bench/compare.py
