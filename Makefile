@@ -8,6 +8,8 @@
 #   (API_URL=http://127.0.0.1:3901 prints the page's address with ?api= for an API elsewhere)
 # make fuzz: only the schemathesis run of `make test` (MySQL; FUZZ_MAX_EXAMPLES, FUZZ_SEED), report printed
 # make docs-check: only the /docs render check in headless Chromium, which must be installed here
+# make bench-compare ANCHOR_URL=http://127.0.0.1:PORT: this service next to another server with the same routes
+#   (e.g. the Express original), rounds interleaved; see bench/README.md
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -62,3 +64,8 @@ clean:
 .PHONY: bench
 bench: dev
 	$(PY) bench/run.py
+
+.PHONY: bench-compare
+bench-compare: venv
+	@test -n "$(ANCHOR_URL)" || { echo "set ANCHOR_URL, e.g. make bench-compare ANCHOR_URL=http://127.0.0.1:3100"; exit 2; }
+	$(PY) bench/compare.py

@@ -57,7 +57,8 @@ def make_engine(
         connect_args={"connect_timeout": connect_timeout, "read_timeout": read_timeout, "write_timeout": read_timeout},
     )
     event.listen(engine, "checkin", _remember_checkin)
-    event.listen(engine, "checkout", _ping_if_idle)
+    dialect = engine.dialect
+    event.listen(engine, "checkout", lambda conn, record, proxy: _ping_if_idle(conn, record, proxy, dialect))
     return engine
 
 
@@ -68,16 +69,18 @@ def _remember_checkin(_dbapi_connection, record) -> None:
     record.info["checked_in"] = time.monotonic()
 
 
-def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+def _ping_if_idle(dbapi_connection, record, _proxy, dialect) -> None:
     """pool_pre_ping costs a round trip on every request; ping only a connection that sat idle.
 
     Under load connections are never idle, and a server restart is caught by the first failing
     statement, which invalidates the whole pool (that request gets 503, the next ones reconnect).
+    The dialect knows its driver's ping: PyMySQL's must be told not to reconnect behind the pool's
+    back, mysqlclient's takes no argument at all (a keyword raises TypeError).
     """
     if time.monotonic() - record.info.get("checked_in", 0.0) < IDLE_BEFORE_PING:
         return
     try:
-        dbapi_connection.ping(reconnect=False)
+        dialect.do_ping(dbapi_connection)
     except Exception as e:
         raise DisconnectionError(str(e)) from e
 

@@ -58,13 +58,13 @@ def drop_database(url: str) -> None:
     server.dispose()
 
 
-def make_source(path: Path) -> None:
-    if path.exists() and path.stat().st_size == SIZE:
+def make_source(path: Path, size: int = SIZE) -> None:
+    if path.exists() and path.stat().st_size == size:
         return
     with path.open("wb") as out:
-        for _ in range(SIZE // MIB):
+        for _ in range(size // MIB):
             out.write(os.urandom(MIB))
-        out.write(os.urandom(SIZE % MIB))
+        out.write(os.urandom(size % MIB))
 
 
 class Server(common.Server):

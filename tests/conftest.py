@@ -321,6 +321,11 @@ def start_gunicorn(env_overrides: dict[str, str], tmp_path: Path, port: int | No
     else:
         process.kill()
         raise RuntimeError(f"gunicorn did not start: {log_path.read_text()}")
+    # The master listens before it forks its workers: tests that compare worker pids need them all.
+    from tests.faults import worker_pids  # tests.faults imports this module
+
+    while len(worker_pids(process.pid)) < int(env["WEB_CONCURRENCY"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return LiveServer(f"http://127.0.0.1:{port}", process, log_path)
 
 

@@ -1,0 +1,61 @@
+"""Both MySQL drivers work with the service's pool: PyMySQL (pure Python) and mysqlclient (C, `mysql+mysqldb://`).
+
+The idle-connection ping on checkout goes through the driver, whose `ping()` differs: PyMySQL takes
+`reconnect`, mysqlclient takes no keyword at all. mysqlclient is optional (it needs a compiler and the
+client headers): its case is skipped when it is not installed, unless REQUIRE_MYSQL=1.
+"""
+import importlib.util
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from app import db
+from tests.conftest import MYSQL_TEST_URL, REQUIRE_MYSQL
+
+DRIVERS = {"pymysql": "pymysql", "mysqldb": "MySQLdb"}
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def server_url(request) -> str:
+    driver = request.param
+    if importlib.util.find_spec(DRIVERS[driver]) is None:
+        if REQUIRE_MYSQL:
+            pytest.fail(f"REQUIRE_MYSQL=1 but the {driver} driver is not installed")
+        pytest.skip(f"{driver} is not installed")
+    url = make_url(MYSQL_TEST_URL).set(drivername=f"mysql+{driver}", database="")
+    probe = sa.create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with probe.connect():
+            pass
+    except sa.exc.OperationalError as e:
+        if REQUIRE_MYSQL:
+            pytest.fail(f"REQUIRE_MYSQL=1 but MySQL is unreachable at {url}: {e.orig}")
+        pytest.skip(f"MySQL unreachable at {url}")
+    finally:
+        probe.dispose()
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize("autocommit", [False, True], ids=["session_pool", "auth_pool"])
+def test_idle_connection_is_pinged_and_a_dead_one_replaced(server_url, autocommit, monkeypatch):
+    monkeypatch.setattr(db, "IDLE_BEFORE_PING", 0.0)  # every checkout counts as idle: the ping always runs
+    engine = db.make_engine(server_url, pool_size=1, autocommit=autocommit)
+    pings = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(1) or real_ping(connection))
+    killer = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            first = connection.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one()
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one() == first
+        assert len(pings) >= 2
+
+        with killer.connect() as connection:  # the server drops the pooled connection while it is idle
+            connection.execute(sa.text(f"KILL {int(first)}"))
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one() != first
+    finally:
+        engine.dispose()
+        killer.dispose()
