@@ -11,7 +11,6 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask_swagger_ui import get_swaggerui_blueprint
-from pydantic import BaseModel
 from werkzeug.routing import IntegerConverter, Rule
 
 from app import shapes

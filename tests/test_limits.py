@@ -59,14 +59,17 @@ def test_refresh_is_limited_per_address(make_live_server):
     assert statuses == [401, 401, 401, 429]
 
 
-def test_a_request_refused_for_its_form_or_size_never_counts(make_live_server):
-    server = make_live_server(RATELIMIT_ENABLED="true", RATELIMIT_SIGNIN="2 per minute")
-    assert post(server, "/signup", ANN)[0] == 201
+def test_a_request_refused_for_its_form_or_size_never_counts(make_app):
+    client = make_app(RATELIMIT_ENABLED=True, RATELIMIT_SIGNIN="2 per minute").test_client()
+    sign_up(client)
+    too_large = b'{"id": "ann@example.com", "password": "' + b"x" * (2 << 20) + b'"}'
     for _ in range(3):
-        assert post(server, "/signin", raw=b"{not json")[0] == 400
-        assert post(server, "/signin", {"id": "ann@example.com"})[0] == 400  # no password
-        assert post(server, "/signin", raw=b'{"id": "ann@example.com", "password": "' + b"x" * (2 << 20) + b'"}')[0] == 413
-    assert [post(server, "/signin", WRONG)[0] for _ in range(3)] == [401, 401, 429]
+        assert client.post("/signin", data=b"{not json", content_type="application/json").status_code == 400
+        assert client.post("/signin", json={"id": "ann@example.com"}).status_code == 400  # no password
+        assert client.post("/signin", data=too_large, content_type="application/json").status_code == 413
+        boundary = "multipart/form-data; boundary*=UTF-8''%E2%82%AC"
+        assert client.post("/signin", data=b"--x--", content_type=boundary).status_code == 400
+    assert [client.post("/signin", json=WRONG).status_code for _ in range(3)] == [401, 401, 429]
 
 
 def test_the_owner_is_not_locked_out_of_a_known_address(make_app):
