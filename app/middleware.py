@@ -14,6 +14,18 @@ REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 log = logging.getLogger("app.request")
 
+# SPEC §5: what a page on any origin may send, and read back; the resumable-upload (tus) and digest
+# headers of §7 and §8 included.
+ALLOW_HEADERS = [
+    "Authorization", "Content-Type", "X-Request-ID", "Range", "If-None-Match", "If-Range", "If-Match",
+    "If-Unmodified-Since", "Tus-Resumable", "Upload-Length", "Upload-Offset", "Upload-Metadata", "Upload-Checksum",
+]
+EXPOSE_HEADERS = [
+    "Content-Disposition", "Content-Length", "Content-Range", "ETag", "Retry-After", "X-Request-ID", "Accept-Ranges",
+    "Repr-Digest", "Location", "Upload-Offset", "Upload-Length", "Upload-Expires", "Tus-Resumable", "Tus-Version",
+    "Tus-Extension", "Tus-Max-Size", "X-File-Id",
+]
+
 
 def install(app: Flask) -> None:
     if app.config["TRUSTED_PROXIES"] > 0:
@@ -25,11 +37,8 @@ def install(app: Flask) -> None:
         send_wildcard=True,
         vary_header=False,
         supports_credentials=False,
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Range", "If-None-Match", "If-Range"],
-        expose_headers=[
-            "Content-Disposition", "Content-Length", "Content-Range", "ETag",
-            "Retry-After", "X-Request-ID", "Accept-Ranges",
-        ],
+        allow_headers=ALLOW_HEADERS,
+        expose_headers=EXPOSE_HEADERS,
         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
     )

@@ -342,7 +342,15 @@ def test_cors_on_success_error_and_preflight(client, signed_in):
         assert response.headers["Access-Control-Allow-Origin"] == "*"
         assert "Access-Control-Allow-Credentials" not in response.headers
         exposed = {h.strip().lower() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
-        assert {"content-disposition", "content-length", "etag", "retry-after", "x-request-id"} <= exposed
+        assert {"content-disposition", "content-length", "etag", "retry-after", "x-request-id", "repr-digest",
+                "location", "upload-offset", "upload-length", "upload-expires", "tus-resumable", "tus-version",
+                "tus-extension", "tus-max-size", "x-file-id"} <= exposed
+    tus = client.options("/file/upload", headers={
+        **origin, "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "Tus-Resumable, Upload-Length, Upload-Offset, Upload-Metadata, Upload-Checksum",
+    })
+    allowed = {h.strip().lower() for h in tus.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"tus-resumable", "upload-length", "upload-offset", "upload-metadata", "upload-checksum"} <= allowed
     for path in ("/info", "/signin", "/signin/new_token", "/logout"):
         preflight = client.options(path, headers={
             **origin,
