@@ -61,7 +61,7 @@ web:
 clean:
 	rm -rf $(VENV) .pytest_cache
 
-.PHONY: bench
+.PHONY: bench bench-memory
 bench: dev
 	$(PY) bench/run.py
 
@@ -69,3 +69,8 @@ bench: dev
 bench-compare: venv
 	@test -n "$(ANCHOR_URL)" || { echo "set ANCHOR_URL, e.g. make bench-compare ANCHOR_URL=http://127.0.0.1:3100"; exit 2; }
 	$(PY) bench/compare.py
+
+.PHONY: bench-memory
+# The whole server's RSS and PSS: idle, after three 200 MB uploads, after /info load, five load runs (leak check).
+bench-memory: dev
+	$(PY) bench/memory.py

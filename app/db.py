@@ -126,6 +126,16 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(close_db)
 
 
+def after_fork(app: Flask) -> None:
+    """In a worker forked from a process that created the app: start with empty pools of its own.
+
+    Any connection the parent opened stays the parent's (close=False leaves it alone); this process
+    opens its own on first use.
+    """
+    for name in ("engine", "auth_engine"):
+        app.extensions[name].dispose(close=False)
+
+
 def get_db() -> Session:
     """The request's session; opened on first use, closed at teardown."""
     if "db" not in g:
