@@ -1,3 +1,12 @@
+# Build stage: wheels for everything, mysqlclient compiled against the MariaDB client headers.
+FROM python:3.11-slim-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc pkg-config libmariadb-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /wheels
+COPY requirements.txt requirements-mysqlclient.txt ./
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt -r requirements-mysqlclient.txt
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,16 +17,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UPLOAD_DIR=/data/uploads \
     INSTANCE_DIR=/data/instance
 
+# libmagic1: content sniffing; libmariadb3: the client library mysqlclient (mysql+mysqldb://) runs on.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libmagic1 \
+ && apt-get install -y --no-install-recommends libmagic1 libmariadb3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 app \
  && mkdir -p /data/uploads /data/instance \
  && chown -R app:app /data
 
 WORKDIR /srv
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+COPY --from=build /wheels /wheels
+RUN pip install --no-index --find-links /wheels /wheels/*.whl && rm -rf /wheels
 COPY --chown=app:app . .
 
 USER app

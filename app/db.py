@@ -132,7 +132,7 @@ def after_fork(app: Flask) -> None:
     Any connection the parent opened stays the parent's (close=False leaves it alone); this process
     opens its own on first use.
     """
-    for name in ("engine", "auth_engine"):
+    for name in ("engine", "autocommit_engine"):
         app.extensions[name].dispose(close=False)
 
 

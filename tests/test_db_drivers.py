@@ -41,7 +41,7 @@ def server_url(request) -> str:
     return url.render_as_string(hide_password=False)
 
 
-@pytest.mark.parametrize("autocommit", [False, True], ids=["session_pool", "auth_pool"])
+@pytest.mark.parametrize("autocommit", [False, True], ids=["session_pool", "autocommit_pool"])
 def test_idle_connection_is_pinged_and_a_dead_one_replaced(server_url, autocommit, monkeypatch):
     monkeypatch.setattr(db, "IDLE_BEFORE_PING", 0.0)  # every checkout counts as idle: the ping always runs
     engine = db.make_engine(server_url, pool_size=1, autocommit=autocommit)

@@ -87,7 +87,7 @@ def test_after_fork_leaves_the_parents_connections_open_and_starts_empty_pools(a
         raw = connection.connection.dbapi_connection
     assert engine.pool.checkedin() == 1
     after_fork(app)
-    assert engine.pool.checkedin() == 0 and app.extensions["auth_engine"].pool.checkedin() == 0
+    assert engine.pool.checkedin() == 0 and app.extensions["autocommit_engine"].pool.checkedin() == 0
     raw.cursor().execute("SELECT 1")  # close=False: the parent's connection is still usable by the parent
     with engine.connect() as connection:
         assert connection.execute(text("SELECT 1")).scalar_one() == 1
