@@ -1,4 +1,4 @@
-"""Fixed-window counters for the abuse limits, shared by every worker process.
+"""Fixed-window counters for the abuse limits (a window opens with its first hit), shared by every worker process.
 
 `memory://` (the default) keeps them in the service's own database: every worker of an instance shares
 them, and so do instances that share the database; they need no other component and survive restarts.
@@ -24,7 +24,7 @@ REDIS_RETRY = 5.0  # seconds before Redis is tried again after it failed
 @dataclass(frozen=True)
 class Count:
     hits: int
-    reset_at: float  # epoch seconds when the window ends
+    reset_at: float  # epoch seconds when the window ends (it opened with its first hit)
 
 
 class Counters(Protocol):
@@ -37,29 +37,27 @@ class Counters(Protocol):
         ...
 
 
-def window(seconds: int, now: float) -> tuple[int, int]:
-    start = int(now // seconds * seconds)
-    return start, start + seconds
-
-
 UPSERT = {
-    # MySQL and MariaDB assign left to right: `hits` still sees the old window_start.
+    # A window opens with the first hit and lasts `seconds`; a hit after it ends opens the next one.
+    # MySQL and MariaDB assign left to right: `expires_at` is set last, so the tests before it see the old one.
     "mysql": text(
-        "INSERT INTO rate_counters (`key`, window_start, expires_at, hits) VALUES (:key, :start, :end, 1) "
-        "ON DUPLICATE KEY UPDATE hits = IF(window_start = VALUES(window_start), hits + 1, 1), "
-        "window_start = VALUES(window_start), expires_at = VALUES(expires_at)"
+        "INSERT INTO rate_counters (`key`, window_start, expires_at, hits) VALUES (:key, :now, :end, 1) "
+        "ON DUPLICATE KEY UPDATE hits = IF(expires_at <= :now, 1, hits + 1), "
+        "window_start = IF(expires_at <= :now, :now, window_start), "
+        "expires_at = IF(expires_at <= :now, :end, expires_at)"
     ),
     "sqlite": text(
-        "INSERT INTO rate_counters (key, window_start, expires_at, hits) VALUES (:key, :start, :end, 1) "
-        "ON CONFLICT (key) DO UPDATE SET hits = CASE WHEN window_start = excluded.window_start "
-        "THEN hits + 1 ELSE 1 END, window_start = excluded.window_start, expires_at = excluded.expires_at"
+        "INSERT INTO rate_counters (key, window_start, expires_at, hits) VALUES (:key, :now, :end, 1) "
+        "ON CONFLICT (key) DO UPDATE SET hits = CASE WHEN expires_at <= :now THEN 1 ELSE hits + 1 END, "
+        "window_start = CASE WHEN expires_at <= :now THEN :now ELSE window_start END, "
+        "expires_at = CASE WHEN expires_at <= :now THEN :end ELSE expires_at END"
     ),
 }
-READ = select(RateCounter.hits, RateCounter.window_start).where(RateCounter.key == bindparam("key"))
+READ = select(RateCounter.hits, RateCounter.expires_at).where(RateCounter.key == bindparam("key"))
 
 
 class DatabaseCounters:
-    """One upsert and one read per hit, on an autocommit connection: atomic across processes and instances."""
+    """One upsert and one read per hit: atomic across processes and instances."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -71,24 +69,26 @@ class DatabaseCounters:
         if connection is None:
             with self.engine.connect() as own:
                 return self.hit(key, seconds, own)
-        now = time.time()
-        start, end = window(seconds, now)
-        connection.execute(self.upsert, {"key": key, "start": start, "end": end})
-        hits = connection.execute(READ, {"key": key}).scalar_one()
+        now = int(time.time())
+        connection.execute(self.upsert, {"key": key, "now": now, "end": now + seconds})
+        row = connection.execute(READ, {"key": key}).one()
         if now - self.purged_at > PURGE_EVERY:
             self.purged_at = now
-            connection.execute(delete(RateCounter).where(RateCounter.expires_at < int(now)))
-        return Count(hits, end)
+            connection.execute(delete(RateCounter).where(RateCounter.expires_at < now))
+        return Count(row.hits, row.expires_at)
 
     def peek(self, key: str, seconds: int) -> Count:
-        start, end = window(seconds, time.time())
+        now = int(time.time())
         with self.engine.connect() as connection:
             row = connection.execute(READ, {"key": key}).first()
-        return Count(row.hits if row is not None and row.window_start == start else 0, end)
+        if row is None or row.expires_at <= now:
+            return Count(0, now + seconds)
+        return Count(row.hits, row.expires_at)
 
 
 class RedisCounters:
-    """Counters in Redis (through the limits library's storage), falling back to `fallback` while it is down."""
+    """Counters in Redis (through the limits library's storage, whose window opens with the first hit),
+    falling back to `fallback` while Redis is down."""
 
     def __init__(self, uri: str, fallback: Counters, options: dict | None = None):
         from limits.storage import storage_from_string  # redis is imported only when configured
@@ -108,13 +108,12 @@ class RedisCounters:
             return None
 
     def _hit(self, key: str, seconds: int) -> Count:
-        start, end = window(seconds, time.time())
-        hits = self.storage.incr(f"{key}:{start}", seconds)
-        return Count(hits, end)
+        hits = self.storage.incr(key, seconds)
+        return Count(hits, self.storage.get_expiry(key))
 
     def _peek(self, key: str, seconds: int) -> Count:
-        start, end = window(seconds, time.time())
-        return Count(self.storage.get(f"{key}:{start}"), end)
+        hits = self.storage.get(key)
+        return Count(hits, self.storage.get_expiry(key) if hits else time.time() + seconds)
 
     def hit(self, key: str, seconds: int) -> Count:
         return self._redis(self._hit, key, seconds) or self.fallback.hit(key, seconds)
