@@ -155,14 +155,18 @@ def _start_session(db: Session, policy: TokenPolicy, user: User, client: Client,
 
 
 def _cap_sessions(db: Session, policy: TokenPolicy, user_id: int, now: datetime) -> None:
-    """Beyond MAX_SESSIONS_PER_USER live sessions, the least recently used are signed out."""
+    """Beyond MAX_SESSIONS_PER_USER live sessions, the least recently used are signed out.
+
+    They are deleted, not kept as revoked rows: nothing reads a session signed out this way again (its
+    tokens fail the same way), and a user signing in over and over must not grow the table.
+    """
     surplus = list(db.scalars(
         select(DeviceSession.id).where(DeviceSession.user_id == user_id, DeviceSession.live(now))
         .order_by(DeviceSession.last_used_at.desc(), DeviceSession.created_at.desc(), DeviceSession.id)
         .offset(policy.max_sessions)
     ))
-    for session_id in surplus:
-        revoke_sessions(db, session_id=session_id, now=now)
+    if surplus:
+        db.execute(delete(DeviceSession).where(DeviceSession.id.in_(surplus)).execution_options(synchronize_session=False))
 
 
 def _tidy(db: Session, policy: TokenPolicy, user_id: int, now: datetime) -> None:
