@@ -49,6 +49,7 @@ class TokenPolicy:
     retention: int = 30 * 24 * 3600  # seconds signed-out sessions and sign-in events are kept
     leeway: int = 0  # seconds of clock difference allowed on iat, nbf and exp
     verified: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
+    tidied_at: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)  # user id → last housekeeping
 
     def issue_access(self, user_id: int, session_id: str, roles: list[str] | None = None) -> str:
         now = int(time.time())

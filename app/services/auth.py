@@ -15,6 +15,9 @@ from app.services.throttle import Throttle
 
 log = logging.getLogger("app.accounts")
 
+TIDY_EVERY = 3600  # seconds between one user's inline housekeeping runs, per process
+TIDY_REMEMBERED = 10_000  # users whose last housekeeping time a process keeps
+
 
 @dataclass(frozen=True)
 class Client:
@@ -170,11 +173,19 @@ def _cap_sessions(db: Session, policy: TokenPolicy, user_id: int, now: datetime)
 
 
 def _tidy(db: Session, policy: TokenPolicy, user_id: int, now: datetime) -> None:
-    """Inline housekeeping at each sign-in, for this user only: rows that can never matter again go.
+    """Inline housekeeping at a user's sign-in, at most every TIDY_EVERY per process: rows that can never
+    matter again go.
 
     Expired sessions (their refresh tokens go with them), sessions signed out and sign-in events older
-    than the retention period; so these tables stay bounded without a scheduled job.
+    than the retention period; so these tables stay bounded without a scheduled job, and a user signing
+    in again and again pays for it once an hour, not every time.
     """
+    tidied = policy.tidied_at.get(user_id)
+    if tidied is not None and (now - tidied).total_seconds() < TIDY_EVERY:
+        return
+    if len(policy.tidied_at) >= TIDY_REMEMBERED:
+        policy.tidied_at.clear()
+    policy.tidied_at[user_id] = now
     cutoff = now - timedelta(seconds=policy.retention)
     db.execute(
         delete(DeviceSession)
