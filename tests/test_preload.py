@@ -59,7 +59,7 @@ def database_handles(pid: int, database_file: str | None) -> set[str]:
 
 
 def test_preloaded_workers_serve_and_hold_their_own_connections(make_live_server, backend, database_urls):
-    server = make_live_server(WEB_CONCURRENCY="2")
+    server = make_live_server(WEB_CONCURRENCY="2", GUNICORN_PRELOAD="true")
     login = "fork@example.com"
     assert call(f"{server.url}/signup", {"id": login, "password": PASSWORD})[0] == 201
     status, signin = call(f"{server.url}/signin", {"id": login, "password": PASSWORD})
