@@ -6,6 +6,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Login, utcnow
 
+ID_MAX = 2**31 - 1  # the range of an INTEGER id column on MySQL and SQLite alike
+
 
 class User(Base):
     __tablename__ = "users"

@@ -44,7 +44,7 @@ class Strict(BaseModel):
 def _normalised_login(value: str, info: ValidationInfo) -> str:
     """A login field is checked with the others, so one answer names every bad field."""
     try:
-        return normalize_login(value, (info.context or {}).get("region", "RU"))
+        return normalize_login(value, info.context["region"])  # parse() gives DEFAULT_PHONE_REGION
     except ValidationError as e:
         raise PydanticCustomError("login", e.details["fields"]["id"]) from None
 

@@ -16,7 +16,7 @@ from app.auth import token_required
 from app.db import get_db, utcnow
 from app.errors import Conflict, FileTooLarge, PreconditionFailed, RangeNotSatisfiable, ValidationError
 from app.extensions import autocommit_engine, storage
-from app.models import File
+from app.models import ID_MAX, File
 from app.multipart import FilePart, boundary_of, open_file_part
 from app.responses import ok
 from app.services.files import (
@@ -26,7 +26,7 @@ from app.validation import PAGE_PARAMETERS, page_params
 
 bp = Blueprint("files", __name__, url_prefix="/file")
 
-FILE_ID = "<int(max=2147483647):file_id>"  # the id column's range; anything else is simply not a route
+FILE_ID = f"<int(max={ID_MAX}):file_id>"  # the id column's range; anything else is simply not a route
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file's own bytes
 DOWNLOAD_CHUNK = 256 * 1024  # per read from storage when the bytes cannot be sendfile(2)d
 

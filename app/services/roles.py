@@ -7,9 +7,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound, RoleExists
-from app.models import Role, User, UserRole
+from app.models import ID_MAX, Role, User, UserRole
 
-INT_MAX = 2**31 - 1
 
 
 def list_roles(db: Session) -> list[Role]:
@@ -18,7 +17,7 @@ def list_roles(db: Session) -> list[Role]:
 
 def get_role(db: Session, *, role_id: int) -> Role:
     # Ids past INTEGER's range exist nowhere (and SQLite would overflow on them): the same 404 as any unknown id.
-    role = db.get(Role, role_id) if 0 < role_id <= INT_MAX else None
+    role = db.get(Role, role_id) if 0 < role_id <= ID_MAX else None
     if role is None:
         raise NotFound("no such role")
     return role
