@@ -85,4 +85,8 @@ class Config:
     STORAGE_READ_TIMEOUT = float(os.environ.get("STORAGE_READ_TIMEOUT", "10"))  # ×3 attempts bounds a hung store
     S3_PART_SIZE = int(os.environ.get("S3_PART_SIZE", str(8 << 20)))  # one part per upload is held in memory
     MAX_UPLOAD_BYTES = int(os.environ.get("MAX_UPLOAD_BYTES", str(1 << 30)))
+    # Per user, over their files' sizes altogether; 0 = unlimited. `flask set-quota` sets one user's own.
+    QUOTA_BYTES = int(os.environ.get("QUOTA_BYTES", str(10 << 30)))
+    LINK_MAX_TTL = int(os.environ.get("LINK_MAX_TTL", "86400"))  # seconds a file link may live at most
+    UPLOAD_EXPIRY = int(os.environ.get("UPLOAD_EXPIRY", "86400"))  # seconds an unfinished resumable upload is kept
 

@@ -105,9 +105,25 @@ class RoleExists(Conflict):
     description = "a role with this name already exists"
 
 
+class LinkExpired(ApiError):
+    status, code, message = 410, "link_expired", "this file link has expired; ask for a new one"
+    description = "a file link past its expiry: ask for a new one"
+
+
 class FileTooLarge(ApiError):
     status, code, message = 413, "file_too_large", "the upload is larger than the limit"
     description = "body over the limit (`MAX_UPLOAD_BYTES` for uploads, a small fixed limit for other bodies); nothing is stored"
+
+
+class QuotaExceeded(ApiError):
+    status, code, message = 413, "quota_exceeded", "the upload would take you past your storage quota"
+    description = ("the upload would take the user's stored bytes past their quota; `details` has `quota` and "
+                   "`bytes` (in use now); nothing is stored")
+
+    @classmethod
+    def of(cls, quota: int, used: int) -> "QuotaExceeded":
+        return cls(f"the upload would take you past your storage quota of {quota} bytes ({used} in use)",
+                   {"quota": quota, "bytes": used})
 
 
 class ServiceUnavailable(ApiError):
@@ -136,6 +152,11 @@ class PreconditionFailed(ApiError):
     description = "`If-Match` names another version of the file, or it changed after `If-Unmodified-Since`"
 
 
+class UnsupportedMediaType(ApiError):
+    status, code, message = 415, "unsupported_media_type", "the body's Content-Type is not accepted here"
+    description = "a resumable upload's chunk without `Content-Type: application/offset+octet-stream`"
+
+
 class UriTooLong(ApiError):
     status, code, message = 414, "uri_too_long", "the request line is too long"
     description = "the request line is longer than the HTTP server's limit"
@@ -162,6 +183,11 @@ class RateLimited(ApiError):
 
     def response_headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class ChecksumMismatch(ApiError):
+    status, code, message = 460, "checksum_mismatch", "the chunk does not match its Upload-Checksum"
+    description = "a resumable upload's chunk does not match its `Upload-Checksum`; the chunk is discarded"
 
 
 class HeadersTooLarge(ApiError):

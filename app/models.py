@@ -19,6 +19,12 @@ class User(Base):
     # Kept in the same transaction as every insert and delete of the user's files: the list's `total`
     # without a count(*) over the user's rows.
     file_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The sum of the user's files' sizes, kept the same way; `bytes_reserved` holds the announced lengths of
+    # unfinished resumable uploads. Both count against the quota, so parallel uploads cannot pass it together.
+    bytes_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    bytes_reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The user's own quota in bytes (0 = unlimited); NULL: QUOTA_BYTES applies.
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class DeviceSession(Base):
