@@ -155,6 +155,12 @@ class FileDeleted(Shape):
     deleted: Literal[True] = True
 
 
+class Usage(Shape):
+    files: int = Field(ge=0, description="How many files the caller has.")
+    bytes: int = Field(ge=0, description="The sum of their sizes: what counts against the quota.")
+    quota: int | None = Field(ge=1, description="The caller's quota in bytes; null: unlimited.")
+
+
 # -- service -----------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,6 @@
 """Private files: upload, list, metadata, download, replace, delete."""
+import base64
+import re
 import unicodedata
 from datetime import timezone
 from typing import Any
@@ -14,14 +16,17 @@ from app import shapes
 from app.api import link, operation
 from app.auth import token_required
 from app.db import get_db, utcnow
-from app.errors import Conflict, FileTooLarge, PreconditionFailed, RangeNotSatisfiable, ValidationError
+from app.errors import (
+    Conflict, FileTooLarge, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable, ValidationError,
+)
 from app.extensions import autocommit_engine, storage
 from app.models import ID_MAX, File
 from app.multipart import FilePart, boundary_of, open_file_part
 from app.responses import ok
 from app.services.files import (
-    Download, WantedRange, delete_file, get_own_file, list_files, open_own_file, replace_file, upload_file,
+    Download, WantedRange, delete_file, get_own_file, list_files, open_own_file, replace_file, room_for, upload_file,
 )
+from app.services.quota import Room
 from app.validation import PAGE_PARAMETERS, page_params
 
 bp = Blueprint("files", __name__, url_prefix="/file")
@@ -29,6 +34,7 @@ bp = Blueprint("files", __name__, url_prefix="/file")
 FILE_ID = f"<int(max={ID_MAX}):file_id>"  # the id column's range; anything else is simply not a route
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file's own bytes
 DOWNLOAD_CHUNK = 256 * 1024  # per read from storage when the bytes cannot be sendfile(2)d
+SHA256_HEX = re.compile(rb"[0-9a-fA-F]{64}")
 
 FILE_ID_DOC = {"file_id": "The file's id; another user's file answers 404, exactly like a missing one."}
 FILE_LINKS = {
@@ -40,17 +46,21 @@ FILE_LINKS = {
 UPLOAD_BODY = {
     "required": True,
     "description": "multipart/form-data with a part named `file`; its file name becomes the file's `name`. "
-                   "The part is streamed to storage; a body over `MAX_UPLOAD_BYTES` is refused with 413 and "
-                   "nothing is stored.",
+                   "The part is streamed to storage; a file over `MAX_UPLOAD_BYTES`, or one that would take the "
+                   "user past their quota, is refused with 413 and nothing is stored. An optional part `sha256`, "
+                   "before or after `file`, is checked against the bytes received: 400 on `sha256` if it does "
+                   "not match, and nothing is stored.",
     "content": {"multipart/form-data": {
         "schema": {
             "type": "object",
             "required": ["file"],
-            "properties": {"file": {
-                "type": "string", "format": "binary", "contentMediaType": "application/octet-stream",
-            }},
+            "properties": {
+                "file": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"},
+                "sha256": {"type": "string", "minLength": 64, "maxLength": 64, "pattern": "^[0-9a-fA-F]{64}$",
+                           "description": "The hex SHA-256 of the file's bytes (either case)."},
+            },
         },
-        "encoding": {"file": {"contentType": "application/octet-stream"}},
+        "encoding": {"file": {"contentType": "application/octet-stream"}, "sha256": {"contentType": "text/plain"}},
     }},
 }
 
@@ -65,14 +75,16 @@ def file_shape(record: Any) -> shapes.File:
 
 @bp.post("/upload")
 @operation("uploadFile", "files", "Store a file", returns=shapes.File, status=201, body=UPLOAD_BODY,
-           links=FILE_LINKS, description="`mime_type` comes from the content where recognisable, else from the "
-                                         "extension, else `application/octet-stream`.")
+           errors=(QuotaExceeded,), links=FILE_LINKS,
+           description="`mime_type` comes from the content where recognisable, else from the extension, else "
+                       "`application/octet-stream`.")
 @token_required
 def upload():
+    room = upload_room()
     part = incoming_file()
     record = upload_file(
         get_db(), storage(), owner_id=g.user_id, stream=part, client_name=part.filename, max_bytes=upload_limit(),
-        now=utcnow(),
+        room=room, digest=lambda: declared_sha256(part), now=utcnow(),
     )
     return ok(file_shape(record), 201)
 
@@ -107,6 +119,9 @@ def download_headers(*extra: str) -> dict[str, Any]:
             "`attachment` with an ASCII `filename=` fallback and the exact name in `filename*=UTF-8\'\'…`.",
             {"type": "string"}),
         "X-Content-Type-Options": header("Always `nosniff`.", {"type": "string", "const": "nosniff"}),
+        "Repr-Digest": header(
+            "RFC 9530: `sha-256=:<base64 of the SHA-256>:` of the whole file, also on a 206 and a 304.",
+            {"type": "string", "pattern": "^sha-256=:[A-Za-z0-9+/]{43}=:$"}),
     }
     optional = {
         "Content-Length": header("Bytes in this response.", {"type": "integer", "minimum": 0}),
@@ -167,15 +182,17 @@ def remove(file_id: int):
 
 @bp.put(f"/update/{FILE_ID}")
 @operation("replaceFile", "files", "Replace a file's content, keeping its id", returns=shapes.File, body=UPLOAD_BODY,
-           errors=(Conflict,), path_docs=FILE_ID_DOC, description=(
+           errors=(Conflict, QuotaExceeded), path_docs=FILE_ID_DOC, description=(
                "Atomic: if the upload fails, the old content and metadata are intact. "
-               "Without a file name in the part, the old name is kept."))
+               "Without a file name in the part, the old name is kept. Only the growth (new size − old size) "
+               "counts against the quota."))
 @token_required
 def replace(file_id: int):
+    room = upload_room(file_id)
     part = incoming_file()
     record = replace_file(
         get_db(), storage(), owner_id=g.user_id, file_id=file_id, stream=part, client_name=part.filename,
-        max_bytes=upload_limit(), now=utcnow(),
+        max_bytes=upload_limit(), room=room, digest=lambda: declared_sha256(part), now=utcnow(),
     )
     return ok(file_shape(record))
 
@@ -184,19 +201,44 @@ def upload_limit() -> int:
     return current_app.config["MAX_UPLOAD_BYTES"]
 
 
+def upload_room(file_id: int | None = None) -> Room:
+    """The caller's room under their quota, read before the body: 413 now when the announced body cannot fit.
+
+    A body of Content-Length bytes holds a file of at least that much less MULTIPART_OVERHEAD. Over the file
+    limit is refused first; a body that may hold a file over it is left to the stream, so that such a file is
+    answered as too large, not as over the quota.
+    """
+    limit, announced = upload_limit(), request.content_length or 0
+    if announced > limit + MULTIPART_OVERHEAD:
+        raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
+    at_least = max(0, announced - MULTIPART_OVERHEAD) if announced <= limit else 0
+    return room_for(get_db(), owner_id=g.user_id, default_quota=current_app.config["QUOTA_BYTES"],
+                    at_least=at_least, file_id=file_id)
+
+
 def incoming_file() -> FilePart:
     """The `file` part of a multipart body, as a stream; the body is read only as the part is."""
     limit = upload_limit()
-    if (request.content_length or 0) > limit + MULTIPART_OVERHEAD:
-        raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
     # Set before the body is touched: werkzeug then caps chunked bodies too, while they are read.
     request.max_content_length = limit + MULTIPART_OVERHEAD
     if request.mimetype != "multipart/form-data" or "boundary" not in request.content_type.lower():
         raise ValidationError.field("file", "required: send multipart/form-data with a part named 'file'")
-    part = open_file_part(request.stream, boundary_of(request.content_type, "file"))
+    part = open_file_part(request.stream, boundary_of(request.content_type, "file"), wanted=("sha256",))
     if part is None:
         raise ValidationError.field("file", "required: the body has no part named 'file'")
+    if "sha256" in part.fields:  # sent before the file: a malformed value is refused before anything is stored
+        declared_sha256(part)
     return part
+
+
+def declared_sha256(part: FilePart) -> str | None:
+    """The `sha256` part, lower-cased, once the file part has been read (it may follow the file); None if absent."""
+    value = part.fields.get("sha256")
+    if value is None:
+        return None
+    if not SHA256_HEX.fullmatch(value):
+        raise ValidationError.field("sha256", "must be 64 hexadecimal digits: the SHA-256 of the file's bytes")
+    return value.decode("ascii").lower()
 
 
 def wanted_range() -> WantedRange | None:
@@ -234,6 +276,7 @@ def download_response(got: Download, wanted: WantedRange | None) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-cache"
     response.set_etag(record.sha256)
+    response.headers["Repr-Digest"] = repr_digest(record.sha256)
     response.last_modified = record.updated_at
     check_preconditions(record)
     # werkzeug answers If-None-Match / If-Modified-Since (304); the range was settled above, precondition too.
@@ -251,6 +294,11 @@ def download_response(got: Download, wanted: WantedRange | None) -> Response:
         # An empty file has no range to cut: it is served whole, like a Range the server ignores.
         raise RequestedRangeNotSatisfiable(length=record.size)
     return response
+
+
+def repr_digest(sha256_hex: str) -> str:
+    """RFC 9530: the SHA-256 of the whole file (not of a range), base64 between colons."""
+    return "sha-256=:" + base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii") + ":"
 
 
 def check_preconditions(record: File) -> None:

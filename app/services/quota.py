@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import QuotaExceeded
-from app.models import User
+from app.models import File, User
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,28 @@ class Usage:
     files: int
     bytes: int
     quota: int | None  # None: unlimited
+
+
+@dataclass(frozen=True)
+class Room:
+    """A user's standing against their quota, read before a body streams in: the cap while it is read.
+
+    The commit's conditional UPDATE has the final word; this only refuses early what cannot fit.
+    """
+
+    quota: int | None  # None: unlimited
+    used: int
+    reserved: int
+    default_quota: int  # the QUOTA_BYTES it was read with, for that UPDATE
+    freed: int = 0  # bytes the write gives back: the old content of a file being replaced
+
+    def fits(self, size: int) -> bool:
+        """Whether content of `size` bytes fits; a write that does not grow the total always does."""
+        growth = size - self.freed
+        return self.quota is None or growth <= 0 or self.used + self.reserved + growth <= self.quota
+
+    def refusal(self) -> QuotaExceeded:
+        return QuotaExceeded.of(self.quota or 0, self.used)
 
 
 def quota_of(default_quota: int) -> ColumnElement[int]:
@@ -32,10 +54,27 @@ def usage(db: Session, *, owner_id: int, default_quota: int) -> Usage:
     return Usage(files, used, quota or None)
 
 
-def _grow(db: Session, *, owner_id: int, default_quota: int, **changes: int) -> None:
-    """Apply `changes` (column → amount) to the user's row if the total stays within the quota, else raise."""
+def room(db: Session, *, owner_id: int, default_quota: int, freed: int = 0) -> Room:
+    row = db.execute(
+        select(User.bytes_used, User.bytes_reserved, quota_of(default_quota)).where(User.id == owner_id)
+    ).one_or_none()
+    if row is None:  # the account is gone: the write fails later, on its foreign key
+        return Room(None, 0, 0, default_quota, freed)
+    used, reserved, quota = row
+    return Room(quota or None, used, reserved, default_quota, freed)
+
+
+def _grow(db: Session, *, owner_id: int, default_quota: int, files: int = 0, **changes: int) -> None:
+    """Apply `changes` (column → amount) to the user's row if the total stays within the quota, else raise.
+
+    `files` changes file_count in the same statement: one row lock, one round trip.
+    """
     growth = sum(changes.values())
-    values = {name: getattr(User, name) + amount for name, amount in changes.items()}
+    values = {name: getattr(User, name) + amount for name, amount in changes.items() if amount}
+    if files:
+        values["file_count"] = User.file_count + files
+    if not values:
+        return
     statement = update(User).where(User.id == owner_id).values(**values)
     if growth > 0:
         quota = quota_of(default_quota)
@@ -50,9 +89,10 @@ def _grow(db: Session, *, owner_id: int, default_quota: int, **changes: int) -> 
     raise QuotaExceeded.of(row[1], row[0])
 
 
-def charge(db: Session, *, owner_id: int, growth: int, default_quota: int) -> None:
-    """Count `growth` more (or, if negative, fewer) stored bytes; QuotaExceeded if that passes the quota."""
-    _grow(db, owner_id=owner_id, default_quota=default_quota, bytes_used=growth)
+def charge(db: Session, *, owner_id: int, growth: int, default_quota: int, files: int = 0) -> None:
+    """Count `growth` more (or, if negative, fewer) stored bytes and `files` more files; QuotaExceeded if
+    that passes the quota (a negative growth never does)."""
+    _grow(db, owner_id=owner_id, default_quota=default_quota, files=files, bytes_used=growth)
 
 
 def reserve(db: Session, *, owner_id: int, amount: int, default_quota: int) -> None:
@@ -72,10 +112,59 @@ def settle(db: Session, *, owner_id: int, amount: int) -> None:
 
 def remaining(db: Session, *, owner_id: int, default_quota: int) -> int | None:
     """Bytes the user may still add, or None if unlimited: a cap for a body whose size is not announced."""
-    used, reserved, quota = db.execute(
-        select(User.bytes_used, User.bytes_reserved, quota_of(default_quota)).where(User.id == owner_id)
-    ).one()
-    return None if not quota else max(0, quota - used - reserved)
+    standing = room(db, owner_id=owner_id, default_quota=default_quota)
+    if standing.quota is None:
+        return None
+    return max(0, standing.quota - standing.used - standing.reserved)
+
+
+@dataclass(frozen=True)
+class Miscount:
+    """A user whose counters disagree with their files."""
+
+    owner_id: int
+    login: str
+    files_counted: int
+    bytes_counted: int
+    files: int  # what their rows say
+    bytes: int
+
+
+def miscounted(db: Session) -> list[Miscount]:
+    """Users whose file_count or bytes_used disagree with their files; one statement, so one snapshot in which
+    every writer's counter change and row change are both seen or both not."""
+    stored = (
+        select(File.owner_id, func.count().label("files"), func.sum(File.size).label("bytes"))
+        .group_by(File.owner_id).subquery()
+    )
+    files, size = func.coalesce(stored.c.files, 0), func.coalesce(stored.c.bytes, 0)
+    rows = db.execute(
+        select(User.id, User.login, User.file_count, User.bytes_used, files, size)
+        .outerjoin(stored, stored.c.owner_id == User.id)
+        .where((User.file_count != files) | (User.bytes_used != size))
+        .order_by(User.id)
+    )
+    return [Miscount(owner_id, login, counted_files, counted_bytes, int(real_files), int(real_bytes))
+            for owner_id, login, counted_files, counted_bytes, real_files, real_bytes in rows]
+
+
+def recount(db: Session, *, owner_ids: list[int]) -> None:
+    """Set the users' counters from their files, safe beside uploads in flight.
+
+    Every writer changes the user's row before its file rows, in the same transaction; so once these rows
+    are locked no writer of theirs is half done, and none can start until the counts are written.
+    """
+    if not owner_ids:
+        return
+    db.execute(select(User.id).where(User.id.in_(owner_ids)).order_by(User.id).with_for_update())
+    db.execute(
+        update(User).where(User.id.in_(owner_ids)).values(
+            file_count=select(func.count()).where(File.owner_id == User.id).scalar_subquery(),
+            bytes_used=select(func.coalesce(func.sum(File.size), 0)).where(File.owner_id == User.id)
+            .scalar_subquery(),
+        ).execution_options(synchronize_session=False)
+    )
+    db.commit()
 
 
 def set_quota(db: Session, *, owner_id: int, quota: int | None) -> None:
