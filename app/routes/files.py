@@ -212,8 +212,9 @@ def upload_room(file_id: int | None = None) -> Room:
     if announced > limit + MULTIPART_OVERHEAD:
         raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
     at_least = max(0, announced - MULTIPART_OVERHEAD) if announced <= limit else 0
-    return room_for(get_db(), owner_id=g.user_id, default_quota=current_app.config["QUOTA_BYTES"],
-                    at_least=at_least, file_id=file_id)
+    room = Room.of(used=g.bytes_used, reserved=g.bytes_reserved, own_quota=g.quota_bytes,
+                   default_quota=current_app.config["QUOTA_BYTES"])  # as read with the session
+    return room_for(get_db(), owner_id=g.user_id, room=room, at_least=at_least, file_id=file_id)
 
 
 def incoming_file() -> FilePart:

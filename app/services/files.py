@@ -236,14 +236,12 @@ class Intake:
 Digest = Callable[[], str | None]
 
 
-def room_for(
-    db: Session, *, owner_id: int, default_quota: int, at_least: int = 0, file_id: int | None = None,
-) -> Room:
-    """The owner's room for a new file, or for new content of `file_id` (whose old bytes it gives back), read
-    before the body streams in; 413 now if a body of `at_least` bytes already cannot fit."""
-    freed = 0 if file_id is None else get_own_file(db, owner_id=owner_id, file_id=file_id).size
-    room = quota.room(db, owner_id=owner_id, default_quota=default_quota, freed=freed)
-    db.commit()  # hold no connection or snapshot while the bytes stream in
+def room_for(db: Session, *, owner_id: int, room: Room, at_least: int = 0, file_id: int | None = None) -> Room:
+    """The owner's room for a new file, or for new content of `file_id` (whose old bytes it gives back), before
+    the body streams in; 413 now if a body of `at_least` bytes already cannot fit."""
+    if file_id is not None:
+        room = replace(room, freed=get_own_file(db, owner_id=owner_id, file_id=file_id).size)
+        db.commit()  # hold no connection or snapshot while the bytes stream in
     if not room.fits(at_least):
         raise room.refusal()
     return room

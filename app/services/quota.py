@@ -4,9 +4,10 @@
 unfinished resumable uploads. A change that grows them is one conditional UPDATE, so of two parallel
 uploads that would pass the quota together, the second finds the row already changed and is refused.
 """
+import functools
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, Integer, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import QuotaExceeded
@@ -41,27 +42,50 @@ class Room:
     def refusal(self) -> QuotaExceeded:
         return QuotaExceeded.of(self.quota or 0, self.used)
 
+    @classmethod
+    def of(cls, *, used: int, reserved: int, own_quota: int | None, default_quota: int) -> "Room":
+        """From the user's row as read (own_quota NULL: the default applies; 0: unlimited)."""
+        quota = default_quota if own_quota is None else own_quota
+        return cls(quota or None, used, reserved, default_quota)
 
-def quota_of(default_quota: int) -> ColumnElement[int]:
+
+def quota_of(default_quota: int | ColumnElement[int]) -> ColumnElement[int]:
     """The user's quota in SQL: their own if set, else the default; 0 is unlimited."""
     return func.coalesce(User.quota_bytes, default_quota)
 
 
+# Statements are built once (composing one costs more than running it); values are bound per call.
+QUOTA = quota_of(bindparam("default_quota", type_=BigInteger))
+OWNER = User.id == bindparam("owner_id")
+USAGE = select(User.file_count, User.bytes_used, QUOTA).where(OWNER)
+STANDING = select(User.bytes_used, User.bytes_reserved, QUOTA).where(OWNER)
+
+
+@functools.cache
+def _growth(columns: tuple[str, ...], files: bool, checked: bool) -> Update:
+    """UPDATE adding `add_<column>` to each column (and `files` to file_count); if `checked`, only while the
+    total plus `growth` stays within the quota."""
+    values = {name: getattr(User, name) + bindparam(f"add_{name}", type_=BigInteger) for name in columns}
+    if files:
+        values["file_count"] = User.file_count + bindparam("files", type_=Integer)
+    statement = update(User).where(OWNER).values(**values)
+    if checked:
+        growth = bindparam("growth", type_=BigInteger)
+        statement = statement.where((QUOTA == 0) | (User.bytes_used + User.bytes_reserved + growth <= QUOTA))
+    return statement.execution_options(synchronize_session=False)
+
+
 def usage(db: Session, *, owner_id: int, default_quota: int) -> Usage:
-    files, used, quota = db.execute(
-        select(User.file_count, User.bytes_used, quota_of(default_quota)).where(User.id == owner_id)
-    ).one()
+    files, used, quota = db.execute(USAGE, {"owner_id": owner_id, "default_quota": default_quota}).one()
     return Usage(files, used, quota or None)
 
 
-def room(db: Session, *, owner_id: int, default_quota: int, freed: int = 0) -> Room:
-    row = db.execute(
-        select(User.bytes_used, User.bytes_reserved, quota_of(default_quota)).where(User.id == owner_id)
-    ).one_or_none()
+def room(db: Session, *, owner_id: int, default_quota: int) -> Room:
+    row = db.execute(STANDING, {"owner_id": owner_id, "default_quota": default_quota}).one_or_none()
     if row is None:  # the account is gone: the write fails later, on its foreign key
-        return Room(None, 0, 0, default_quota, freed)
+        return Room(None, 0, 0, default_quota)
     used, reserved, quota = row
-    return Room(quota or None, used, reserved, default_quota, freed)
+    return Room(quota or None, used, reserved, default_quota)
 
 
 def _grow(db: Session, *, owner_id: int, default_quota: int, files: int = 0, **changes: int) -> None:
@@ -69,24 +93,20 @@ def _grow(db: Session, *, owner_id: int, default_quota: int, files: int = 0, **c
 
     `files` changes file_count in the same statement: one row lock, one round trip.
     """
+    changes = {name: amount for name, amount in changes.items() if amount}
+    if not changes and not files:
+        return
     growth = sum(changes.values())
-    values = {name: getattr(User, name) + amount for name, amount in changes.items() if amount}
-    if files:
-        values["file_count"] = User.file_count + files
-    if not values:
+    statement = _growth(tuple(sorted(changes)), files != 0, growth > 0)
+    parameters = {"owner_id": owner_id, "default_quota": default_quota, "growth": growth, "files": files,
+                  **{f"add_{name}": amount for name, amount in changes.items()}}
+    if db.execute(statement, parameters).rowcount == 1:
         return
-    statement = update(User).where(User.id == owner_id).values(**values)
-    if growth > 0:
-        quota = quota_of(default_quota)
-        statement = statement.where(
-            (quota == 0) | (User.bytes_used + User.bytes_reserved + growth <= quota)
-        )
-    if db.execute(statement.execution_options(synchronize_session=False)).rowcount == 1:
-        return
-    row = db.execute(select(User.bytes_used, quota_of(default_quota)).where(User.id == owner_id)).one_or_none()
+    row = db.execute(STANDING, {"owner_id": owner_id, "default_quota": default_quota}).one_or_none()
     if row is None:
         return  # the account is gone: the caller's own insert fails on its foreign key
-    raise QuotaExceeded.of(row[1], row[0])
+    used, _, quota = row
+    raise QuotaExceeded.of(quota, used)
 
 
 def charge(db: Session, *, owner_id: int, growth: int, default_quota: int, files: int = 0) -> None:
