@@ -109,24 +109,24 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
 
 
+def spread(values: list[float], unit: str = "") -> str:
+    return f"{statistics.median(values):.0f}{unit} ({min(values):.0f}–{max(values):.0f})"
+
+
 def report(sides: list[Side]) -> None:
     base = sides[0]
     print(f"{time.strftime('%Y-%m-%d')}, {common.machine()}, git {common.git_revision()} against {BEFORE}; "
-          f"MariaDB on loopback; wrk -t1 -c8 -d{SECONDS}s, {FILE_BYTES}-byte files, {ROUNDS} interleaved rounds, "
-          "medians.\n")
-    print("| server | uploads/s | server CPU per upload | MariaDB CPU per upload |")
-    print("|---|---|---|---|")
+          f"MariaDB on loopback; wrk -t1 -c8 -d{SECONDS}s, {FILE_BYTES}-byte files, {ROUNDS} interleaved rounds: "
+          "median (lowest–highest round).\n")
+    print("| server | uploads/s | server CPU per upload, µs | MariaDB CPU per upload, µs | CPU vs before |")
+    print("|---|---|---|---|---|")
+    labels = {"before": f"{BEFORE}, no quota code", "quota": "with quotas, QUOTA_BYTES default (10 GiB)",
+              "unlimited": "with quotas, QUOTA_BYTES=0"}
     for side in sides:
-        rps, cpu, db = (statistics.median(values) for values in (side.rps, side.cpu_us, side.db_us))
-        versus = "" if side is base else (
-            f" ({rps / statistics.median(base.rps):.2f}×)", f" ({cpu - statistics.median(base.cpu_us):+.0f} µs)",
-            f" ({db - statistics.median(base.db_us):+.0f} µs)")
-        label = {"before": f"{BEFORE}, no quota code", "quota": "with quotas, QUOTA_BYTES default (10 GiB)",
-                 "unlimited": "with quotas, QUOTA_BYTES=0"}[side.name]
-        cells = (f"{rps:.0f}", f"{cpu:.0f} µs", f"{db:.0f} µs")
-        if versus:
-            cells = tuple(cell + extra for cell, extra in zip(cells, versus))
-        print(f"| {label} | " + " | ".join(cells) + " |")
+        total = statistics.median(side.cpu_us) + statistics.median(side.db_us)
+        base_total = statistics.median(base.cpu_us) + statistics.median(base.db_us)
+        versus = "" if side is base else f"{total - base_total:+.0f} µs ({total / base_total - 1:+.0%})"
+        print(f"| {labels[side.name]} | {spread(side.rps)} | {spread(side.cpu_us)} | {spread(side.db_us)} | {versus} |")
 
 
 if __name__ == "__main__":
