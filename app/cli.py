@@ -159,4 +159,4 @@ def set_quota_command(login: str, size: int | None, unlimited: bool, default: bo
     now = usage(db, owner_id=owner_id, default_quota=current_app.config["QUOTA_BYTES"])
     limit = "unlimited" if now.quota is None else f"{now.quota} bytes"
     source = " (QUOTA_BYTES)" if default else ""
-    click.echo(f"{login}: quota {limit}{source}; {now.bytes} bytes in {now.files} files stored")
+    click.echo(f"{login}: quota {limit}{source}; {now.bytes} bytes in {now.files} file{'' if now.files == 1 else 's'}")

@@ -276,7 +276,7 @@ def test_set_quota_bytes_unlimited_and_default(make_app):
 
     result = run_cli(app, "set-quota", "--id", "ANN@example.com", "--bytes", "2000")
     assert result.exit_code == 0, result.output
-    assert result.output == "ann@example.com: quota 2000 bytes; 10 bytes in 1 files stored\n"
+    assert result.output == "ann@example.com: quota 2000 bytes; 10 bytes in 1 file\n"
     assert usage(client, headers)["quota"] == 2000
     assert upload(client, headers, b"y" * 1500).status_code == 201
 
