@@ -72,9 +72,12 @@ def parse_checksum(header: str) -> Checksum:
     if algorithm not in CHECKSUMS:
         raise ValidationError.field("Upload-Checksum", f"unsupported algorithm {algorithm!r}: use sha1 or sha256")
     try:
-        return Checksum(algorithm, base64.b64decode(value.strip(), validate=True))
+        digest = base64.b64decode(value.strip(), validate=True)
     except binascii.Error:
-        raise ValidationError.field("Upload-Checksum", "the digest is not base64") from None
+        digest = b""
+    if len(digest) != CHECKSUMS[algorithm]().digest_size:
+        raise ValidationError.field("Upload-Checksum", f"not the base64 of a {algorithm} digest")
+    return Checksum(algorithm, digest)
 
 
 # -- creating and reading --------------------------------------------------------------------------------

@@ -41,7 +41,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(op.f('ix_uploads_file_id'), table_name='uploads')
-    op.drop_index(op.f('ix_uploads_expires_at'), table_name='uploads')
-    op.drop_index(op.f('ix_uploads_owner_id'), table_name='uploads')
-    op.drop_table('uploads')
+    op.drop_table('uploads')  # its indexes and foreign keys go with it
