@@ -467,3 +467,130 @@ def test_the_openapi_document_declares_the_tus_routes(client):
     assert {"204", "409", "412", "415", "460"} <= set(patch_op["responses"])
     assert {p["name"] for p in patch_op["parameters"]} >= {"Tus-Resumable", "Upload-Offset", "Upload-Checksum"}
     assert "Location" in paths["/file/uploads"]["post"]["responses"]["201"]["headers"]
+
+
+# -- S3's parts: chunks that do not line up with them ---------------------------------------------------------
+
+
+def test_chunks_across_part_boundaries_and_a_refused_one_between(make_app):
+    """With 5 MiB parts, 3 MiB chunks leave tails that become parts later; a refused chunk is undone."""
+    app = make_app(S3_PART_SIZE=5 << 20)
+    client = app.test_client()
+    user = bearer(sign_up(client)["access_token"])
+    headers = {**user, **TUS}
+    content = os.urandom((11 << 20) + 12345)
+    path = created(client, headers, len(content), "big.bin")
+    step = 3 << 20
+    for start in range(0, len(content), step):
+        if start == 2 * step:  # crosses a part boundary, then is refused: nothing of it may stay
+            bad = patch(client, headers, path, start, content[start:start + step],
+                        **{"Upload-Checksum": f"sha1 {b64(hashlib.sha1(b'other').digest())}"})
+            assert bad.status_code == 460 and offset_of(client, headers, path) == start
+        response = patch(client, headers, path, start, content[start:start + step])
+        assert response.status_code == 204, response.json
+    file_id = response.headers["X-File-Id"]
+    assert sha(download(client, user, file_id)) == sha(content)
+    assert client.get(f"/file/{file_id}", headers=user).json["data"]["sha256"] == sha(content)
+    assert list(app.extensions["storage"].partials()) == []
+    assert app.test_cli_runner().invoke(args=["storage-check", "--min-age", "0"]).exit_code == 0
+
+
+# -- against a real gunicorn ------------------------------------------------------------------------------------
+
+
+def call(server, method: str, path: str, headers: dict, body: bytes | None = None):
+    parts = urlsplit(server.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers, encode_chunked="Transfer-Encoding" in headers)
+        response = connection.getresponse()
+        return response.status, dict(response.headers), response.read()
+    finally:
+        connection.close()
+
+
+def live_user(server) -> dict[str, str]:
+    status, _, body = call(server, "POST", "/signup", {"Content-Type": "application/json"},
+                           json.dumps({"id": "ann@example.com", "password": PASSWORD}).encode())
+    assert status == 201
+    return bearer(json.loads(body)["data"]["access_token"])
+
+
+def live_download(server, user, file_id) -> bytes:
+    status, _, body = call(server, "GET", f"/file/download/{file_id}", user)
+    assert status == 200
+    return body
+
+
+def test_tuspy_uploads_a_file_in_chunks(make_live_server):
+    from tusclient import client as tus_client
+
+    server = make_live_server(S3_PART_SIZE=str(5 << 20))
+    user = live_user(server)
+    content = os.urandom((6 << 20) + 777)
+    uploader = tus_client.TusClient(f"{server.url}/file/uploads", headers=user).uploader(
+        file_stream=io.BytesIO(content), chunk_size=(2 << 20) + 1, metadata={"filename": "tuspy.bin"},
+        upload_checksum=True,
+    )
+    uploader.upload()
+    assert uploader.offset == len(content)
+    status, _, body = call(server, "GET", urlsplit(uploader.url).path, {**user, **TUS})
+    state = json.loads(body)["data"]
+    assert status == 200 and state["offset"] == len(content) and state["file"]["name"] == "tuspy.bin"
+    assert state["file"]["sha256"] == sha(content)
+    assert sha(live_download(server, user, state["file"]["id"])) == sha(content)
+
+
+def test_a_chunked_body_past_the_length_is_400_and_rolled_back(make_live_server):
+    server = make_live_server()
+    user = {**live_user(server), **TUS}
+    status, headers, _ = call(server, "POST", "/file/uploads", {**user, "Upload-Length": "10"})
+    path = urlsplit(headers["Location"]).path
+    chunked = {**user, **CHUNK, "Transfer-Encoding": "chunked"}
+    status, _, body = call(server, "PATCH", path, {**chunked, "Upload-Offset": "0"}, iter([b"1234", b"5678", b"9AB"]))
+    assert status == 400 and json.loads(body)["error"]["code"] == "validation_error"
+    assert call(server, "HEAD", path, user)[1]["Upload-Offset"] == "0"
+    status, headers, _ = call(server, "PATCH", path, {**chunked, "Upload-Offset": "0"}, iter([b"12345", b"67890"]))
+    assert status == 204 and headers["Upload-Offset"] == "10"
+    assert live_download(server, user, headers["X-File-Id"]) == b"1234567890"
+
+
+def test_a_dropped_connection_keeps_what_arrived_and_the_upload_resumes(make_live_server):
+    server = make_live_server()
+    user = {**live_user(server), **TUS}
+    content = os.urandom(3 << 20)
+    status, headers, _ = call(server, "POST", "/file/uploads", {**user, "Upload-Length": str(len(content))})
+    path = urlsplit(headers["Location"]).path
+    arrived = (1 << 20) + 4321
+    parts = urlsplit(server.url)
+    with socket.create_connection((parts.hostname, parts.port)) as raw:
+        head = "".join(f"{name}: {value}\r\n" for name, value in {
+            **user, **CHUNK, "Upload-Offset": "0", "Content-Length": str(len(content)), "Host": parts.netloc,
+        }.items())
+        raw.sendall(f"PATCH {path} HTTP/1.1\r\n{head}\r\n".encode() + content[:arrived])
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while int(call(server, "HEAD", path, user)[1]["Upload-Offset"]) != arrived and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert call(server, "HEAD", path, user)[1]["Upload-Offset"] == str(arrived)
+    status, headers, _ = call(server, "PATCH", path, {**user, **CHUNK, "Upload-Offset": str(arrived)}, content[arrived:])
+    assert status == 204, headers
+    assert sha(live_download(server, user, headers["X-File-Id"])) == sha(content)
+
+
+def test_an_upload_moves_between_instances(make_live_server, tmp_path):
+    a = make_live_server(INSTANCE_DIR=str(tmp_path / "a"))
+    b = make_live_server(INSTANCE_DIR=str(tmp_path / "b"))
+    user = {**live_user(a), **TUS}
+    content = os.urandom(300_000)
+    status, headers, _ = call(a, "POST", "/file/uploads", {**user, "Upload-Length": str(len(content)),
+                                                           "Upload-Metadata": f"filename {b64('moved.bin')}"})
+    path = urlsplit(headers["Location"]).path
+    assert call(a, "PATCH", path, {**user, **CHUNK, "Upload-Offset": "0"}, content[:100_000])[0] == 204
+    assert call(b, "HEAD", path, user)[1]["Upload-Offset"] == "100000"
+    assert call(b, "PATCH", path, {**user, **CHUNK, "Upload-Offset": "100000"}, content[100_000:200_000])[0] == 204
+    assert call(a, "HEAD", path, user)[1]["Upload-Offset"] == "200000"
+    status, headers, _ = call(a, "PATCH", path, {**user, **CHUNK, "Upload-Offset": "200000"}, content[200_000:])
+    assert status == 204
+    assert call(b, "HEAD", path, user)[1]["Upload-Offset"] == str(len(content))
+    assert sha(live_download(b, user, headers["X-File-Id"])) == sha(content)

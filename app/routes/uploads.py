@@ -33,6 +33,7 @@ TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
 CHECKSUM_ALGORITHMS = "sha1,sha256"
 CHUNK_TYPE = "application/offset+octet-stream"
+NO_LIMIT = 1 << 62
 INTEGER = re.compile(r"^[0-9]{1,20}$")
 UPLOAD_ID = "<upload_id>"
 UPLOAD_ID_DOC = {"upload_id": "The upload's id, from the `Location` of its creation; another user's upload, or an "
@@ -281,9 +282,11 @@ def chunk_parts() -> Checksum | None | bool:
 
 
 def append(upload_id: str, offset: int, chunk: Checksum | bool) -> tuple[Upload, int | None]:
-    request.max_content_length = None  # the upload's own length bounds the chunk, checked as it streams
+    # The upload's own length bounds the chunk (checked by the service, before and while it streams),
+    # not the small limit of other bodies.
+    request.max_content_length = NO_LIMIT
     got = append_chunk(
-        get_db(), storage(), owner_id=g.user_id, upload_id=upload_id, offset=offset, stream=Body(request.stream),
+        get_db(), storage(), owner_id=g.user_id, upload_id=upload_id, offset=offset, stream=Body(),
         announced=request.content_length, checksum=chunk if isinstance(chunk, Checksum) else None,
         expiry=current_app.config["UPLOAD_EXPIRY"], now=utcnow(),
     )
@@ -293,12 +296,9 @@ def append(upload_id: str, offset: int, chunk: Checksum | bool) -> tuple[Upload,
 class Body:
     """The request body as storage reads it; a dropped connection ends it early, keeping what arrived."""
 
-    def __init__(self, stream: Any):
-        self.stream = stream
-
     def read(self, size: int = -1, /) -> bytes:
         try:
-            return self.stream.read(size)
+            return request.stream.read(size)
         except (ClientDisconnected, OSError, ParseException):
             return b""
 
