@@ -1,8 +1,9 @@
 """Resumable uploads with the tus 1.0.0 protocol (creation, creation-with-upload, termination, expiration,
 checksum): https://tus.io/protocols/resumable-upload. Errors keep the JSON envelope."""
+import functools
 import re
 from datetime import timezone
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, g, request, url_for
 from gunicorn.http.errors import ParseException
@@ -34,7 +35,8 @@ EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
 CHECKSUM_ALGORITHMS = "sha1,sha256"
 CHUNK_TYPE = "application/offset+octet-stream"
 NO_LIMIT = 1 << 62
-INTEGER = re.compile(r"^[0-9]{1,20}$")
+INTEGER = re.compile(r"^[0-9]+$")
+HUGE = 1 << 63  # any longer number of bytes is more than any upload: compared as this
 UPLOAD_ID = "<upload_id>"
 UPLOAD_ID_DOC = {"upload_id": "The upload's id, from the `Location` of its creation; another user's upload, or an "
                               "expired one, answers 404."}
@@ -43,10 +45,16 @@ UPLOAD_ID_DOC = {"upload_id": "The upload's id, from the `Location` of its creat
 # -- what every tus answer carries, and the version check ---------------------------------------------------
 
 
-@bp.before_request
-def require_version() -> None:
-    if request.method != "OPTIONS" and request.headers.get("Tus-Resumable") != TUS_VERSION:
-        raise PreconditionFailed(f"Tus-Resumable: {TUS_VERSION} is required (the only version served)")
+def tus_request(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse (412) a request that does not speak tus 1.0.0; checked after the token, so 401 comes first."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("Tus-Resumable") != TUS_VERSION:
+            raise PreconditionFailed(f"Tus-Resumable: {TUS_VERSION} is required (the only version served)")
+        return view(*args, **kwargs)
+
+    return wrapped
 
 
 @bp.after_app_request
@@ -77,7 +85,10 @@ def parameter(name: str, description: str, schema: dict[str, Any], required: boo
     return {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
 
 
-DIGITS = {"type": "string", "pattern": "^[0-9]{1,20}$"}
+BYTES = {"type": "integer", "minimum": 0}
+CHECKSUM = {"type": "string", "pattern": "^(|sha1 [A-Za-z0-9+/]{27}=|sha256 [A-Za-z0-9+/]{43}=)$"}
+METADATA = {"type": "string", "pattern": r"^([!-+\--~]+( ([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)?"
+                                         r"(,[!-+\--~]+( ([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)?)*)?$"}
 TUS_RESUMABLE = parameter("Tus-Resumable", "The protocol version: `1.0.0`; anything else (or nothing) is 412.",
                           {"type": "string", "const": TUS_VERSION}, required=True)
 RESUMABLE_HEADER = {"Tus-Resumable": header("`1.0.0`.", {"type": "string", "const": TUS_VERSION})}
@@ -119,11 +130,11 @@ def options():
                  "chunk. `Upload-Length: 0` makes the (empty) file at once: the answer carries `X-File-Id`."),
     parameters=(
         TUS_RESUMABLE,
-        parameter("Upload-Length", "The whole upload's size in bytes; over `MAX_UPLOAD_BYTES` is 413.", DIGITS,
+        parameter("Upload-Length", "The whole upload's size in bytes; over `MAX_UPLOAD_BYTES` is 413.", BYTES,
                   required=True),
-        parameter("Upload-Metadata", "Comma-separated `key base64(value)` pairs; `filename` names the file, other "
-                                     "keys are ignored.", {"type": "string"}),
-        parameter("Upload-Checksum", "`sha1|sha256 <base64 digest>` of the first chunk.", {"type": "string"}),
+        parameter("Upload-Metadata", "Comma-separated `key base64(value)` pairs, each key once, each value UTF-8 "
+                                     "text; `filename` names the file, other keys are ignored.", METADATA),
+        parameter("Upload-Checksum", "`sha1|sha256 <base64 digest>` of the first chunk (empty: none).", CHECKSUM),
     ),
     responses={"201": {
         "description": "Created; `Location` is the upload's absolute URL.",
@@ -137,12 +148,14 @@ def options():
     }},
 )
 @token_required
+@tus_request
 def create():
     length = integer_header("Upload-Length", required=True)
     name = parse_metadata(request.headers.get("Upload-Metadata", "")).get("filename", "")
-    chunk = chunk_parts() if has_body() else None
+    chunk = has_body()
+    checksum = chunk_checksum() if chunk else checksum_header()
     limit = current_app.config["MAX_UPLOAD_BYTES"]
-    if chunk is not None and length <= limit and (request.content_length or 0) > length:
+    if chunk and length <= limit and (request.content_length or 0) > length:
         raise ValidationError.field("Content-Length", "the first chunk is longer than Upload-Length")
     upload = create_upload(
         get_db(), storage(), owner_id=g.user_id, length=length, client_name=name, max_bytes=limit,
@@ -150,9 +163,9 @@ def create():
     )
     response = empty(201)
     response.headers["Location"] = url_for("uploads.state", upload_id=upload.id, _external=True)
-    if chunk is not None and not upload.complete:
+    if chunk and not upload.complete:
         try:
-            upload, file_id = append(upload.id, 0, chunk)
+            upload, file_id = append(upload.id, 0, checksum)
         except (ValidationError, ChecksumMismatch):
             # Nothing of a refused first chunk is kept, and no one knows the upload's URL yet: it goes too.
             terminate_upload(get_db(), storage(), owner_id=g.user_id, upload_id=upload.id, now=utcnow())
@@ -161,7 +174,7 @@ def create():
             response.headers["X-File-Id"] = str(file_id)
     elif upload.complete:
         response.headers["X-File-Id"] = str(upload.file_id)
-    if chunk is not None or upload.complete:
+    if chunk or upload.complete:
         response.headers["Upload-Offset"] = str(upload.received)
     response.headers["Upload-Expires"] = expires(upload)
     return response
@@ -181,6 +194,7 @@ def create():
     }},
 )
 @token_required
+@tus_request
 def head(upload_id: str):
     upload = get_own_upload(get_db(), owner_id=g.user_id, upload_id=upload_id, now=utcnow())
     response = empty(200)
@@ -195,6 +209,7 @@ def head(upload_id: str):
 @operation("getUpload", "uploads", "An upload's state, and the file it became", returns=shapes.UploadState,
            errors=STATE_ERRORS, path_docs=UPLOAD_ID_DOC, parameters=(TUS_RESUMABLE,))
 @token_required
+@tus_request
 def state(upload_id: str):
     db = get_db()
     upload = get_own_upload(db, owner_id=g.user_id, upload_id=upload_id, now=utcnow())
@@ -215,9 +230,9 @@ def state(upload_id: str):
                  "completes the upload makes the file, and the answer carries `X-File-Id`."),
     parameters=(
         TUS_RESUMABLE,
-        parameter("Upload-Offset", "Where this chunk starts: the upload's current offset.", DIGITS, required=True),
+        parameter("Upload-Offset", "Where this chunk starts: the upload's current offset.", BYTES, required=True),
         parameter("Upload-Checksum", "`sha1|sha256 <base64 digest>` of this chunk; a mismatch is 460 and the chunk "
-                                     "is discarded.", {"type": "string"}),
+                                     "is discarded (empty: none).", CHECKSUM),
     ),
     responses={"204": {
         "description": "Stored; `Upload-Offset` is the new offset.",
@@ -229,10 +244,11 @@ def state(upload_id: str):
     }},
 )
 @token_required
+@tus_request
 def patch(upload_id: str):
-    chunk = chunk_parts()
+    checksum = chunk_checksum()
     offset = integer_header("Upload-Offset", required=True)
-    upload, file_id = append(upload_id, offset, chunk)
+    upload, file_id = append(upload_id, offset, checksum)
     response = empty(204)
     response.headers["Upload-Offset"] = str(upload.received)
     response.headers["Upload-Expires"] = expires(upload)
@@ -250,6 +266,7 @@ def patch(upload_id: str):
     responses={"204": {"description": "Terminated.", "headers": RESUMABLE_HEADER}},
 )
 @token_required
+@tus_request
 def terminate(upload_id: str):
     terminate_upload(get_db(), storage(), owner_id=g.user_id, upload_id=upload_id, now=utcnow())
     return empty(204)
@@ -264,30 +281,35 @@ def integer_header(name: str, required: bool = False) -> int | None:
         if required:
             raise ValidationError.field(name, "required")
         return None
-    if not INTEGER.match(value.strip()):
+    value = value.strip()
+    if not INTEGER.match(value):
         raise ValidationError.field(name, "must be a non-negative integer")
-    return int(value)
+    return int(value) if len(value) < 19 else min(HUGE, int(value.lstrip("0") or "0") if len(value) < 4000 else HUGE)
 
 
 def has_body() -> bool:
     return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def chunk_parts() -> Checksum | None | bool:
+def checksum_header() -> Checksum | None:
+    value = request.headers.get("Upload-Checksum", "").strip(" \t")
+    return parse_checksum(value) if value else None  # an empty header names no checksum: as if not sent
+
+
+def chunk_checksum() -> Checksum | None:
     """Check the chunk's Content-Type and Upload-Checksum; the body itself is read later, by storage."""
     if request.mimetype != CHUNK_TYPE:
         raise UnsupportedMediaType(f"a chunk must be sent as Content-Type: {CHUNK_TYPE}")
-    checksum = request.headers.get("Upload-Checksum")
-    return parse_checksum(checksum) if checksum is not None else True
+    return checksum_header()
 
 
-def append(upload_id: str, offset: int, chunk: Checksum | bool) -> tuple[Upload, int | None]:
+def append(upload_id: str, offset: int, checksum: Checksum | None) -> tuple[Upload, int | None]:
     # The upload's own length bounds the chunk (checked by the service, before and while it streams),
     # not the small limit of other bodies.
     request.max_content_length = NO_LIMIT
     got = append_chunk(
         get_db(), storage(), owner_id=g.user_id, upload_id=upload_id, offset=offset, stream=Body(),
-        announced=request.content_length, checksum=chunk if isinstance(chunk, Checksum) else None,
+        announced=request.content_length, checksum=checksum,
         expiry=current_app.config["UPLOAD_EXPIRY"], now=utcnow(),
     )
     return got.upload, got.file.id if got.file is not None else None
