@@ -429,7 +429,8 @@ def check_uploads(db: Session, storage: Storage, *, now: datetime, min_age: floa
     wall = time.time()
     candidates = [partial for partial in storage.partials() if wall - partial.modified >= min_age]
     # Read after the listing: a row committed while storage was listed owns its partial upload.
-    owned = {ref.partition(":")[0] for ref in db.scalars(select(Upload.storage_ref).where(Upload.received < Upload.length))}
+    unfinished = select(Upload.storage_ref).where(Upload.received < Upload.length)
+    owned = {ref.partition(":")[0] for ref in db.scalars(unfinished)}
     db.commit()
     report.orphans = [partial for partial in candidates if partial.ref not in owned]
     if not repair:
