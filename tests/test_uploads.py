@@ -459,6 +459,18 @@ def test_storage_check_leaves_live_uploads_alone_and_removes_orphan_partials(app
     assert runner.invoke(args=["storage-check", "--min-age", "0"]).exit_code == 0
 
 
+def test_an_upload_whose_bytes_were_lost_is_404_and_gone(app, client, tus):
+    path = created(client, tus, 10)
+    assert patch(client, tus, path, 0, b"12345").status_code == 204
+    with app.extensions["engine"].connect() as connection:
+        ref = connection.execute(sa.text("SELECT storage_ref FROM uploads")).scalar_one()
+    app.extensions["storage"].drop_partial(ref)  # a lost volume, an emptied bucket
+    response = patch(client, tus, path, 5, b"67890")
+    assert response.status_code == 404 and response.json["error"]["code"] == "not_found"
+    assert client.head(path, headers=tus).status_code == 404
+    assert user_row(app).bytes_reserved == 0 and upload_rows(app) == 0
+
+
 def test_the_openapi_document_declares_the_tus_routes(client):
     paths = client.get("/openapi.json").json["paths"]
     assert set(paths["/file/uploads"]) == {"options", "post"}

@@ -189,6 +189,14 @@ def append_chunk(
         if size == upload.length:
             return Appended(upload, _complete(db, storage, upload, claim, now, expires_at))
         claim.release(received=size, expires_at=expires_at)
+    except FileNotFoundError:
+        # Its bytes were lost (a volume replaced, a bucket emptied): nothing can resume it, so it goes.
+        log.error("upload %s: its stored bytes are gone; removing it", upload.id)
+        claim.abandon()
+        found = Found.of(upload)
+        if _remove(db, found, now=now):
+            _drop(storage, found.storage_ref)
+        raise NotFound("the upload's stored bytes are gone; start a new upload") from None
     except BaseException:
         claim.abandon()
         raise
