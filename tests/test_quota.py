@@ -163,6 +163,24 @@ def test_quota_bytes_zero_is_unlimited(make_app):
     assert usage(client, headers) == {"files": 1, "bytes": 3 * MIB, "quota": None}
 
 
+def test_unfinished_resumable_uploads_hold_their_length_and_a_finished_one_is_counted_like_any_file(make_app):
+    app = make_app(QUOTA_BYTES=1000)
+    client, headers = signed_in_to(app)
+    tus = {**headers, "Tus-Resumable": "1.0.0"}
+    started = client.post("/file/uploads", headers={**tus, "Upload-Length": "600"})
+    assert started.status_code == 201
+    assert_over_quota(upload(client, headers, b"x" * 401), 1000, 0)  # 600 held, none stored yet
+    assert upload(client, headers, b"x" * 400).status_code == 201
+    path = started.headers["Location"].removeprefix("http://localhost")
+    finished = client.patch(path, data=b"t" * 600, headers={
+        **tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"})
+    assert finished.status_code == 204
+    assert usage(client, headers) == {"files": 2, "bytes": 1000, "quota": 1000}
+    assert run_cli(app, "storage-check").exit_code == 0
+    assert client.delete(f"/file/delete/{finished.headers['X-File-Id']}", headers=headers).status_code == 200
+    assert usage(client, headers) == {"files": 1, "bytes": 400, "quota": 1000}
+
+
 # -- GET /user/usage ---------------------------------------------------------------------------
 
 
