@@ -129,6 +129,13 @@ def test_link_max_ttl_is_the_limit_and_caps_the_default(make_app):
     assert response.status_code == 400 and "120" in response.json["error"]["details"]["fields"]["expires_in"]
 
 
+@pytest.mark.parametrize(("backend", "storage_kind"), [BACKEND_STORAGE[0]], indirect=["backend"])
+@pytest.mark.parametrize("seconds", [0, -5, 10 * 365 * 24 * 3600 + 1])
+def test_a_link_max_ttl_outside_one_second_to_ten_years_refuses_to_start(make_app, seconds):
+    with pytest.raises(RuntimeError, match="LINK_MAX_TTL"):
+        make_app(LINK_MAX_TTL=seconds)
+
+
 @EVERY_STORAGE
 def test_another_users_file_or_a_missing_one_is_404_and_a_token_is_needed(client, signed_in):
     data = uploaded(client, signed_in, b"ann's")

@@ -96,6 +96,6 @@ def protect_link_answers(response: Response) -> Response:
     the content is, it runs nothing in the browser."""
     if request.path.startswith(LINK_PREFIX):
         response.headers["Referrer-Policy"] = "no-referrer"
-        if not g.get("link_unsandboxed"):
+        if not (g.get("link_unsandboxed") and response.status_code < 400):
             response.headers["Content-Security-Policy"] = "sandbox"
     return response
