@@ -46,6 +46,7 @@ def install(app: Flask) -> None:
         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
     )
+    redact_link_tokens(logging.getLogger("werkzeug"))  # `flask run` logs every request line
     app.before_request(start_request)
     app.after_request(finish_request)
 
@@ -75,8 +76,13 @@ def loggable_path(path: str) -> str:
     return LINK_TOKEN_IN_PATH.sub(r"\1" + REDACTED, path) if "link" in path.lower() else path
 
 
+def redact_link_tokens(logger: logging.Logger) -> None:
+    """Keep link tokens out of a logger that writes request lines or URIs itself (gunicorn's, werkzeug's)."""
+    if not any(isinstance(f, RedactLinkTokens) for f in logger.filters):
+        logger.addFilter(RedactLinkTokens())
+
+
 class RedactLinkTokens(logging.Filter):
-    """For loggers that may write a request line or URI themselves (gunicorn's error log)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

@@ -82,8 +82,9 @@ def transfer(server: common.Server, token: str, file_id: int, link_path: str) ->
 def per_request(server: common.Server, token: str, file_id: int, link_path: str) -> list[tuple[str, str, str]]:
     sides = {
         "GET /ping (floor: no token, no database)": (server.url + "/ping", {}),
-        "GET /file/download/<id>, bearer": (f"{server.url}/file/download/{file_id}", {"Authorization": f"Bearer {token}"}),
-        "GET /file/link/<token>": (server.url + link_path, {}),
+        "GET /file/download/<id> of 1 KiB, bearer": (f"{server.url}/file/download/{file_id}",
+                                                     {"Authorization": f"Bearer {token}"}),
+        "GET /file/link/<token> of 1 KiB": (server.url + link_path, {}),
     }
     for url, headers in sides.values():
         common.wrk(url, 2, headers=headers)  # warm-up
@@ -102,7 +103,7 @@ def per_request(server: common.Server, token: str, file_id: int, link_path: str)
         rps = statistics.median(r["rps"] for r in runs)
         cpu[name] = statistics.median(r["cpu_us"] for r in runs)
         p50 = statistics.median(r["p50"] for r in runs)
-        rows.append((f"{name}, 1 KiB file", f"{rps:.0f} req/s, server CPU {cpu[name]:.0f} µs/request",
+        rows.append((name, f"{rps:.0f} req/s, server CPU {cpu[name]:.0f} µs/request",
                      f"p50 {p50:.1f} ms; median of {ROUNDS} interleaved {SECONDS} s wrk runs (-t2 -c32)"))
     ping, bearer, link = cpu.values()
     rows.append(("server CPU per request over /ping: bearer download vs link", f"{bearer - ping:.0f} µs vs {link - ping:.0f} µs",

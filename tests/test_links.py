@@ -396,7 +396,8 @@ def raw_request(server, line: bytes) -> bytes:
 
 @pytest.mark.parametrize(("backend", "storage_kind"), [BACKEND_STORAGE[0]], indirect=["backend"])
 def test_over_gunicorn_the_url_works_as_it_is_and_the_token_never_reaches_the_log(make_live_server):
-    server = make_live_server(LOG_LEVEL="DEBUG")
+    # Every log at its most talkative: gunicorn's debug lines and its access log (off by default) name the URI.
+    server = make_live_server(LOG_LEVEL="DEBUG", GUNICORN_CMD_ARGS="--access-logfile -")
     status, _, body = http(server.url + "/signup", "POST", body={"id": "ann@example.com", "password": PASSWORD})
     token = json.loads(body)["data"]["access_token"]
     head, tail, content_type = multipart(PNG, "pixel.png")
@@ -426,6 +427,7 @@ def test_over_gunicorn_the_url_works_as_it_is_and_the_token_never_reaches_the_lo
     log = server.log()
     assert log.count("GET /file/link/<redacted> 200") == 1 and "HEAD /file/link/<redacted> 200" in log
     assert "GET /file/link/<redacted> 404" in log and "Invalid request" in log
+    assert '"GET /file/link/<redacted> HTTP/1.1" 200' in log  # the access log's line
     assert secret not in log and secret[:20] not in log and flipped(secret, 10)[:20] not in log, log
 
 
