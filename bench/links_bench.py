@@ -54,7 +54,8 @@ def rss_sum_mib(server: common.Server) -> float:
 
 def transfer(server: common.Server, token: str, file_id: int, link_path: str) -> list[tuple[str, str, str]]:
     sides = {
-        "/file/download/<id> (bearer)": ["-H", f"Authorization: Bearer {token}", f"{server.url}/file/download/{file_id}"],
+        "/file/download/<id> (bearer)": ["-H", f"Authorization: Bearer {token}",
+                                         f"{server.url}/file/download/{file_id}"],
         "/file/link/<token>": [server.url + link_path],
     }
     for args in sides.values():  # one warm run each: the page cache and the workers
@@ -106,8 +107,10 @@ def per_request(server: common.Server, token: str, file_id: int, link_path: str)
         rows.append((name, f"{rps:.0f} req/s, server CPU {cpu[name]:.0f} µs/request",
                      f"p50 {p50:.1f} ms; median of {ROUNDS} interleaved {SECONDS} s wrk runs (-t2 -c32)"))
     ping, bearer, link = cpu.values()
-    rows.append(("server CPU per request over /ping: bearer download vs link", f"{bearer - ping:.0f} µs vs {link - ping:.0f} µs",
-                 f"the link costs {link - bearer:+.0f} µs ({(link - ping) / (bearer - ping):.2f}×) of the bearer route's"))
+    rows.append(("server CPU per request over /ping: bearer download vs link",
+                 f"{bearer - ping:.0f} µs vs {link - ping:.0f} µs",
+                 f"the link costs {link - bearer:+.0f} µs ({(link - ping) / (bearer - ping):.2f}×) of the bearer "
+                 "route's"))
     return rows
 
 
@@ -131,7 +134,8 @@ def main() -> None:
     server = common.Server({"DATABASE_URL": DATABASE_URL, "UPLOAD_DIR": str(WORK / "uploads"),
                             "MAX_UPLOAD_BYTES": str(max(SIZE, 1 << 30)), "LINK_MAX_TTL": "86400"})
     try:
-        token = api(server, "POST", "/signup", body={"id": "bench@example.com", "password": "bench password"})["data"]["access_token"]
+        signed_up = api(server, "POST", "/signup", body={"id": "bench@example.com", "password": "bench password"})
+        token = signed_up["data"]["access_token"]
         ids = {}
         for name, path in (("big", source), ("tiny", tiny)):
             _, body = curl(["-H", f"Authorization: Bearer {token}", "-F", f"file=@{path}", server.url + "/file/upload"])

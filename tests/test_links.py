@@ -201,7 +201,8 @@ def test_a_link_answers_as_the_download_does_plus_its_own_headers(client, signed
     (b'{"a": 1}\n', "data.json", "application/json", "attachment"),
     (NOISE, "blob.bin", "application/octet-stream", "attachment"),
 ])
-def test_inline_only_for_content_a_browser_shows_without_running_it(client, signed_in, content, name, mime_type, served):
+def test_inline_only_for_content_a_browser_shows_without_running_it(
+        client, signed_in, content, name, mime_type, served):
     data = uploaded(client, signed_in, content, name)
     assert data["mime_type"] == mime_type
     link = make_link(client, signed_in, data["id"], disposition="inline")
@@ -210,8 +211,9 @@ def test_inline_only_for_content_a_browser_shows_without_running_it(client, sign
     assert response.status_code == 200 and response.data == content
     assert response.headers["Content-Type"] == mime_type
     assert response.headers["Content-Disposition"].split(";")[0] == served
-    assert response.headers["Content-Disposition"] == client.get(
-        f"/file/download/{data['id']}", headers=signed_in).headers["Content-Disposition"].replace("attachment", served, 1)
+    download = client.get(f"/file/download/{data['id']}", headers=signed_in)
+    assert response.headers["Content-Disposition"] == download.headers["Content-Disposition"].replace(
+        "attachment", served, 1)  # the same name parameters
     assert response.headers["Referrer-Policy"] == "no-referrer"
     if mime_type == "application/pdf":
         # Browsers' PDF viewers refuse to render in a sandbox: the exact type and nosniff keep it a PDF.
