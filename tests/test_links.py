@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.security import LinkClaims, LinkSigner
-from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, PASSWORD, bearer, sign_up
+from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, PASSWORD, bearer, sign_up, stored_files
 from tests.test_files import NOISE, PNG, multipart, send, sha, update, uploaded
 
 # Every test runs on each database with local disk, and on MySQL with S3, unless it says otherwise.
@@ -228,6 +228,18 @@ def test_inline_only_for_content_a_browser_shows_without_running_it(
     response = client.get(attachment["path"])
     assert response.headers["Content-Disposition"].startswith("attachment;")
     assert_protected(response)  # an attached PDF keeps the sandbox too
+
+
+@EVERY_STORAGE
+def test_a_link_to_bytes_lost_from_storage_is_503_like_the_download(app, client, signed_in):
+    data = uploaded(client, signed_in, b"lost")
+    link = make_link(client, signed_in, data["id"])
+    [blob] = stored_files(app)
+    app.extensions["storage"].delete(blob.name)  # a lost volume, a hand-deleted object
+    response = client.get(link["path"])
+    assert response.status_code == 503 and error_code(response) == "service_unavailable"
+    assert client.get(f"/file/download/{data['id']}", headers=signed_in).status_code == 503
+    assert_protected(response)
 
 
 # -- when a link stops working -------------------------------------------------------------------------------
