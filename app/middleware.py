@@ -83,6 +83,7 @@ def redact_link_tokens(logger: logging.Logger) -> None:
 
 
 class RedactLinkTokens(logging.Filter):
+    """Rewrites a record whose message holds `/file/link/<token>`; it always lets the record through."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
