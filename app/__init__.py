@@ -124,7 +124,7 @@ def configure_limits(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.routes import account, auth, files, info, links, roles
+    from app.routes import account, auth, files, info, links, roles, uploads
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(info.bp)
@@ -132,4 +132,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(roles.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(links.bp)
+    app.register_blueprint(uploads.bp)
     openapi.init_app(app)
