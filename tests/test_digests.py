@@ -39,6 +39,18 @@ def test_every_download_answer_carries_the_digest_of_the_whole_file(client, sign
     assert "Repr-Digest" in whole.headers["Access-Control-Expose-Headers"]
 
 
+def test_a_file_links_answers_carry_it_too(client, signed_in):
+    content = os.urandom(5000)
+    data = uploaded(client, signed_in, content, "shared.bin")
+    path = client.post(f"/file/{data['id']}/link", headers=signed_in).json["data"]["path"]
+    expected = repr_digest(content)
+    for headers, status in (({}, 200), ({"Range": "bytes=10-19"}, 206), ({"If-None-Match": f'"{sha(content)}"'}, 304)):
+        response = client.get(path, headers=headers)  # no token: the link is the credential
+        assert response.status_code == status and response.headers["Repr-Digest"] == expected, headers
+    head = client.head(path)
+    assert head.status_code == 200 and head.headers["Repr-Digest"] == expected
+
+
 def test_the_digest_follows_the_content(client, signed_in):
     data = uploaded(client, signed_in, b"", "empty.txt")
     url = f"/file/download/{data['id']}"
