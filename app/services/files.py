@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.errors import (
     Conflict, FileTooLarge, InvalidToken, NotFound, QuotaExceeded, ServiceUnavailable, ValidationError,
 )
-from app.models import File, User
+from app.models import File
 from app.services import quota
 from app.services.quota import Room
 from app.storage import BlobInfo, ByteStream, Storage, StoredBlob
@@ -353,13 +353,6 @@ def delete_file(db: Session, storage: Storage, *, owner_id: int, file_id: int) -
             return
         db.rollback()
     raise Conflict("the file kept changing; try again")
-
-
-def _count(db: Session, owner_id: int, change: int) -> None:
-    db.execute(
-        update(User).where(User.id == owner_id).values(file_count=User.file_count + change)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _discard(storage: Storage, key: str) -> None:
