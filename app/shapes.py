@@ -4,7 +4,7 @@ Each success body is one of these models: the routes build them, `app.responses.
 inside the envelope, and the OpenAPI document takes their schemas from here.
 """
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -144,6 +144,14 @@ class File(Shape):
     sha256: str = Field(description="Hex SHA-256 of the stored content.", pattern="^[0-9a-f]{64}$")
     uploaded_at: UtcTime
     updated_at: UtcTime
+
+    @classmethod
+    def of(cls, record: Any) -> "File":
+        """From a File row object or a plain row with the same columns."""
+        return cls(
+            id=record.id, name=record.name, extension=record.extension, mime_type=record.mime_type,
+            size=record.size, sha256=record.sha256, uploaded_at=record.uploaded_at, updated_at=record.updated_at,
+        )
 
 
 class UploadState(Shape):

@@ -260,7 +260,7 @@ def _store(storage: Storage, intake: Intake, digest: Digest | None) -> StoredBlo
             raise ValidationError.field(
                 "sha256", f"does not match the content received, whose SHA-256 is {blob.sha256}")
     except BaseException:
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise
     return blob
 
@@ -286,11 +286,11 @@ def upload_file(
     except IntegrityError:
         # The only constraint a new row can break is its owner: the account was deleted meanwhile.
         db.rollback()
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise InvalidToken("the account of this token no longer exists") from None
     except BaseException:
         db.rollback()
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise
     return record
 
@@ -329,9 +329,9 @@ def replace_file(
         db.commit()
     except BaseException:
         db.rollback()
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise
-    _discard(storage, old_key)
+    discard(storage, old_key)
     db.refresh(record)
     return record
 
@@ -349,13 +349,13 @@ def delete_file(db: Session, storage: Storage, *, owner_id: int, file_id: int) -
         ).rowcount
         if deleted == 1:
             db.commit()
-            _discard(storage, key)
+            discard(storage, key)
             return
         db.rollback()
     raise Conflict("the file kept changing; try again")
 
 
-def _discard(storage: Storage, key: str) -> None:
+def discard(storage: Storage, key: str) -> None:
     """Remove bytes no row points at; if that fails they stay an orphan for the storage-check command."""
     try:
         storage.delete(key)

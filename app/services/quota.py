@@ -126,8 +126,9 @@ def release(db: Session, *, owner_id: int, amount: int) -> None:
 
 
 def settle(db: Session, *, owner_id: int, amount: int) -> None:
-    """A reserved upload became a file of `amount` bytes: move them from reserved to used, no new check."""
-    _grow(db, owner_id=owner_id, default_quota=0, bytes_reserved=-amount, bytes_used=amount)
+    """A reserved upload became a file of `amount` bytes: move them from reserved to used and count the file,
+    no new check."""
+    _grow(db, owner_id=owner_id, default_quota=0, files=1, bytes_reserved=-amount, bytes_used=amount)
 
 
 def remaining(db: Session, *, owner_id: int, default_quota: int) -> int | None:
