@@ -570,6 +570,7 @@ ui.uploadForm.addEventListener("submit", (event) => {
     fail(new Error("Choose a file to upload."));
     return;
   }
+  say(""); // an earlier failure is not this upload's
   run(ui.uploadButton, async () => {
     try {
       await uploadFiles(files);

@@ -123,7 +123,7 @@ export class ResumableUpload {
   }
 
   #shouldRetry(error) {
-    if (error.causingError instanceof ApiError) return false; // e.g. signed out meanwhile
+    if (refusal(error)) return false; // e.g. signed out meanwhile
     const response = error.originalResponse;
     const status = response ? response.getStatus() : 0;
     if (status === 401 && envelopeOf(response)?.code === "token_expired") {
@@ -137,10 +137,10 @@ export class ResumableUpload {
 
   #failed(error) {
     const response = error.originalResponse;
-    const lost = !(error.causingError instanceof ApiError) && (!response || response.getStatus() === 0 || response.getStatus() >= 500);
+    const lost = !refusal(error) && (!response || response.getStatus() === 0 || response.getStatus() >= 500);
     this.#over = !lost;
     this.#set(false);
-    if (error.causingError instanceof ApiError) {
+    if (refusal(error)) {
       this.#settle.reject(error.causingError);
       return;
     }
@@ -160,6 +160,12 @@ export class ResumableUpload {
         : new ApiError(status, "bad_response", `Unexpected answer from the API (HTTP ${status}).`),
     );
   }
+}
+
+// The API's refusal of a request the page made for the upload (a token refresh refused: the
+// session is over), as opposed to a lost connection.
+function refusal(error) {
+  return error.causingError instanceof ApiError && error.causingError.code !== "network_error";
 }
 
 function envelopeOf(response) {
