@@ -310,7 +310,7 @@ function follow(container, link, className, attributes) {
 
 async function downloadFile(file, container) {
   const link = await api.link(file.id, "attachment");
-  follow(container, link, "download-link", { download: file.name, rel: "noopener" });
+  follow(container, link, "download-link", { download: file.name });
   say(`Downloading ${file.name}.`);
 }
 
@@ -320,6 +320,9 @@ async function openFile(file, container) {
   say(`Opened ${file.name} in a new tab.`);
 }
 
+// The picture of an image file, through an inline link. Should the browser fetch it again after
+// the link expired (it answers 410), one new link is asked for; a picture that cannot be shown
+// (not decodable, or no link) is left out: the row is still useful without it.
 function thumbnail(file) {
   const image = document.createElement("img");
   image.className = "thumb";
@@ -328,12 +331,24 @@ function thumbnail(file) {
   image.height = 40;
   image.decoding = "async";
   image.referrerPolicy = "no-referrer";
-  api.link(file.id, "inline").then(
-    (link) => {
-      image.src = link.url;
-    },
-    () => image.remove(), // the row is still useful without its picture
-  );
+  let expiresAt = 0;
+  const load = () =>
+    api.link(file.id, "inline").then(
+      (link) => {
+        expiresAt = Date.now() + untilExpiry(link);
+        image.src = link.url;
+      },
+      () => image.remove(),
+    );
+  image.addEventListener("error", () => {
+    if (Date.now() >= expiresAt && expiresAt > 0) {
+      expiresAt = 0;
+      load();
+    } else {
+      image.remove();
+    }
+  });
+  load();
   return image;
 }
 
