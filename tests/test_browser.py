@@ -489,7 +489,7 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
         "notes.txt": b"Meeting notes\n",
         "budget.csv": b"item,amount\nrent,1200\n",
         "todo.md": b"- [ ] ship the web client\n",
-        "photo.png": b"\x89PNG\r\n\x1a\n" + os.urandom(20_000),
+        "photo.png": png_bytes(120, 90),
         "slides.key": os.urandom(150_000),
     }
     for name, content in notes.items():
