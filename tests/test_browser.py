@@ -836,6 +836,23 @@ def test_resumable_upload_pauses_survives_a_lost_network_and_a_reload(make_api_s
     assert hashlib.sha256(browser.download(listed["id"]).read_bytes()).hexdigest() == expected
     assert file_object(api, login, listed["id"])["sha256"] == expected
     browser.error_free()
+
+    # Cancel: the partial upload is dropped, nothing is stored, and nothing is left to resume
+    browser.el("#upload-file").send_keys(str(big))
+    with browser.slow_upload(bytes_per_second=2 * MIB):
+        browser.click("#upload")
+        browser.wait(lambda: browser.shown("#pause") and percent() >= 5, "the second upload under way")
+        browser.click("#cancel")
+        assert "cancelled" in browser.wait_error()
+    assert browser.text("#upload-label") == "Not uploaded: raw footage.bin"
+    assert browser.text("#upload-percent") == "0 %"
+    assert not browser.shown("#pause") and not browser.shown("#resume") and not browser.shown("#cancel")
+    browser.wait(lambda: browser.js("return Object.keys(localStorage).filter(k => k.startsWith('tus::')).length") == 0,
+                 "the cancelled upload forgotten")
+    browser.click("#reload")
+    browser.wait_status("Up to date.")
+    assert [f["name"] for f in browser.files()] == ["raw footage.bin"]
+    assert not browser.shown("#unfinished")
     assert_clean_console(browser, expected=(r"ERR_INTERNET_DISCONNECTED",))
 
 

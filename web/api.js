@@ -190,7 +190,7 @@ export class Api {
 
   // --- transport ----------------------------------------------------------
 
-  async #request(method, path, { json, token, raw = false } = {}) {
+  async #request(method, path, { json, token } = {}) {
     const headers = {};
     if (token) headers.Authorization = `Bearer ${token}`;
     if (json !== undefined) headers["Content-Type"] = "application/json";
@@ -205,7 +205,6 @@ export class Api {
     } catch {
       throw unreachable(this.#base);
     }
-    if (raw && response.ok) return response;
     let envelope = null;
     try {
       envelope = await response.json();
