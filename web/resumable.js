@@ -23,7 +23,7 @@ export async function unfinishedUploads(api, owner) {
   const all = await window.tus.defaultOptions.urlStorage.findAllUploads();
   return all
     .filter((upload) => upload.urlStorageKey.startsWith(key))
-    .sort((a, b) => String(a.creationTime).localeCompare(String(b.creationTime)))
+    .sort((a, b) => Date.parse(a.creationTime) - Date.parse(b.creationTime))
     .map((upload) => ({ name: upload.metadata?.filename || "file", size: upload.size }));
 }
 
