@@ -716,6 +716,49 @@ def test_links_thumbnails_player_usage_and_a_phone_screen(make_api_server, web_o
     assert_clean_console(browser)
 
 
+def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, browsers, tmp_path):
+    """With LINK_MAX_TTL=3 every link lasts 3 s: the page drops what it showed and asks for new ones."""
+    api = make_api_server(LINK_MAX_TTL="3").url
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page_url(web_origin, api), "ann@example.com")
+    folder = tmp_path / "files"
+    folder.mkdir()
+    notes, picture = folder / "notes.txt", folder / "picture.png"
+    notes.write_bytes(b"short-lived\n")
+    picture.write_bytes(png_bytes(32, 32))
+    browser.el("#upload-file").send_keys(f"{notes}\n{picture}")
+    browser.click("#upload")
+    rows = {f["name"]: f for f in browser.wait(lambda: len(browser.files()) == 2 and browser.files(), "2 files")}
+    notes_row = f'#files tr[data-id="{rows["notes.txt"]["id"]}"]'
+
+    # the shared link disappears when it stops working
+    browser.click(f"{notes_row} button.copy-link")
+    browser.wait(lambda: browser.shown("#share"), "the shared link")
+    shared = browser.el("#share-url").get_property("value")
+    assert "(3 s)" in browser.text("#share-expiry"), browser.text("#share-expiry")
+    browser.wait_status("The link to notes.txt has expired.")
+    assert not browser.shown("#share") and browser.el("#share-url").get_property("value") == ""
+    assert link_path(shared).startswith("/file/link/")
+
+    # the download's anchor goes with its link; the next click asks for a new one
+    first = browser.download(rows["notes.txt"]["id"])
+    assert first.read_bytes() == notes.read_bytes()
+    browser.wait(lambda: not browser.js("return !!document.querySelector(arguments[0])", f"{notes_row} a.download-link"),
+                 "the expired anchor removed", timeout=6)
+    assert browser.download(rows["notes.txt"]["id"]).read_bytes() == notes.read_bytes()
+
+    # a list refresh gives the thumbnail a new link
+    thumb = f'#files tr[data-id="{rows["picture.png"]["id"]}"] img.thumb'
+    old = browser.wait(lambda: browser.js(
+        "const i = document.querySelector(arguments[0]); return i && i.naturalWidth > 0 && i.src", thumb), "thumbnail")
+    browser.click("#reload")
+    browser.wait_status("Up to date.")
+    new = browser.wait(lambda: browser.js(
+        "const i = document.querySelector(arguments[0]); return i && i.naturalWidth > 0 && i.src", thumb), "thumbnail")
+    assert link_path(new).startswith("/file/link/") and new != old
+    assert_clean_console(browser)
+
+
 def assert_fits_the_screen(browser: Browser) -> None:
     layout = browser.js(
         """const root = document.documentElement;
