@@ -854,6 +854,8 @@ def test_resumable_upload_pauses_survives_a_lost_network_and_a_reload(make_api_s
         browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
             "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 2 * MIB})
         browser.wait(lambda: browser.shown("#pause"), "the upload running again")
+        browser.wait_status("Resumed raw footage.bin.")
+        assert browser.text("#upload-label") == "Uploading raw footage.bin"
         browser.wait(lambda: percent() >= 50, "half of the file sent")
         assert browser.count_requests("/signin/new_token") >= 1  # the token expired meanwhile
         assert browser.count_requests("/file/uploads") == 1  # created once

@@ -481,9 +481,18 @@ async function uploadOne(file, counter) {
 // Large files go in 8 MiB chunks that survive a lost connection, a pause or a page reload.
 async function uploadResumable(file, counter) {
   const upload = new ResumableUpload(api, state.login, file);
+  let interrupted = false;
   upload.onProgress = showProgress;
-  upload.onChange = () => showUploadControls(upload);
+  upload.onChange = () => {
+    showUploadControls(upload);
+    if (interrupted && upload.running) {
+      interrupted = false;
+      ui.uploadLabel.textContent = `Uploading ${file.name}${counter}`;
+      say(`Resumed ${file.name}.`);
+    }
+  };
   upload.onInterrupted = (error) => {
+    interrupted = true;
     fail(error);
     ui.uploadLabel.textContent = `Interrupted: ${file.name}${counter}`;
   };
