@@ -111,11 +111,12 @@ def configure_limits(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.routes import account, auth, files, info, roles
+    from app.routes import account, auth, files, info, roles, uploads
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(info.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(roles.bp)
     app.register_blueprint(files.bp)
+    app.register_blueprint(uploads.bp)
     openapi.init_app(app)

@@ -11,6 +11,7 @@ from app.errors import ApiError
 from app.extensions import passwords, storage
 from app.services.account import make_superuser, purge, user_exists
 from app.services.files import check_storage
+from app.services.uploads import check_uploads
 from app.validation import check_password, login_of
 
 
@@ -95,5 +96,25 @@ def storage_check(repair: bool, min_age: float) -> None:
         f"{len(report.orphans) + len(report.unfinished)} orphans{' removed' if repair else ''}, "
         f"{len(report.missing)} rows missing bytes, {report.too_recent} recent blobs skipped"
     )
-    if report.missing or (not repair and (report.orphans or report.unfinished)):
+    uploads_left = report_uploads(repair=repair, min_age=min_age)
+    if report.missing or (not repair and (report.orphans or report.unfinished or uploads_left)):
         raise SystemExit(1)
+
+
+def report_uploads(*, repair: bool, min_age: float) -> bool:
+    """Expired resumable uploads and partial uploads no upload owns; True if any was found."""
+    try:
+        report = check_uploads(get_db(), storage(), now=utcnow(), min_age=min_age, repair=repair)
+    except ApiError as e:
+        raise click.ClickException(e.message) from None
+    action = "removed" if repair else "expired"
+    for upload in report.expired:
+        click.echo(f"{action}: upload {upload.id} of user {upload.owner_id} "
+                   f"({upload.received} of {upload.length} bytes; reservation {'released' if repair else 'held'})")
+    for partial in report.orphans:
+        click.echo(f"{'removed' if repair else 'orphan'}: partial upload {partial.ref} ({partial.size} bytes), "
+                   "no upload row owns it")
+    click.echo(f"checked uploads: {len(report.expired)} expired, {len(report.orphans)} orphan partial uploads"
+               f"{' removed' if repair else ''}, {report.finished} finished uploads past expiry"
+               f"{' forgotten' if repair else ''}")
+    return bool(report.expired or report.orphans)

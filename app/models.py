@@ -115,3 +115,28 @@ class RateCounter(Base):
     window_start: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     hits: Mapped[int] = mapped_column(Integer)
+
+
+class Upload(Base):
+    """A resumable (tus) upload: its bytes so far are in storage under `storage_ref`, `received` of `length`.
+
+    It becomes a file in the transaction that sets `received` to `length` (and `file_id`). A request
+    writing to it holds `claim` (refreshed as it goes), so two writers never interleave bytes.
+    """
+
+    __tablename__ = "uploads"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(255))
+    storage_ref: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    claim: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None]
+    file_id: Mapped[int | None] = mapped_column(ForeignKey("files.id", ondelete="SET NULL"), index=True)
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.length

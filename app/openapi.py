@@ -242,7 +242,8 @@ def paths_of(app: Flask, models: dict[str, Any]) -> dict[str, Any]:
         op = getattr(view, "operation", None)
         if op is None:
             continue  # static files, Swagger UI's own assets
-        methods = sorted(rule.methods - AUTOMATIC_METHODS, key=lambda m: (m != "GET", m))
+        # A rule made for HEAD or OPTIONS alone (tus) documents that method; elsewhere they are automatic.
+        methods = sorted(rule.methods - AUTOMATIC_METHODS or rule.methods, key=lambda m: (m != "GET", m))
         for index, method in enumerate(methods):
             operation_id = op.id if index == 0 else op.id + method.capitalize()
             paths.setdefault(openapi_path(rule), {})[method.lower()] = operation_spec(
@@ -281,6 +282,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             {"name": "auth", "description": "Sign-up, sign-in, token refresh, sign-out."},
             {"name": "account", "description": "The caller's own account and devices."},
             {"name": "files", "description": "Private files: each user sees only their own."},
+            {"name": "uploads", "description": "Resumable uploads (tus 1.0.0) that become files."},
             {"name": "roles", "description": "Roles and permissions."},
             {"name": "service", "description": "Probes and this documentation."},
         ],

@@ -146,6 +146,16 @@ class File(Shape):
     updated_at: UtcTime
 
 
+class UploadState(Shape):
+    """A resumable upload: how much of it is stored, until when it is kept, and the file it became."""
+
+    id: str
+    offset: int = Field(ge=0, description="Bytes stored so far.")
+    length: int = Field(ge=0, description="The whole upload's size (`Upload-Length`).")
+    expires_at: UtcTime = Field(description="When it expires unless another chunk arrives.")
+    file: File | None = Field(description="The file it became once complete; null before (or once deleted).")
+
+
 class FilePage(Page[File]):
     pass
 

@@ -104,7 +104,8 @@ def test_security_in_the_document_is_what_the_app_enforces(client, document):
         response = client.open(concrete(path), method=method.upper())
         if protected(operation):
             assert response.status_code == 401, (path, method, response.status_code)
-            assert response.json["error"]["code"] == "missing_token", (path, method)
+            if method != "head":  # a HEAD answer has no body
+                assert response.json["error"]["code"] == "missing_token", (path, method)
         else:
             assert response.status_code != 401, (path, method)
 

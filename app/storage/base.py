@@ -25,6 +25,13 @@ class BlobInfo:
     modified: float  # seconds since the epoch
 
 
+@dataclass(frozen=True)
+class PartialInfo:
+    ref: str  # what `start_partial` returned, or enough of it to drop the partial upload
+    size: int
+    modified: float  # seconds since the epoch: its last write
+
+
 class Storage(Protocol):
     """Blobs are immutable: a key is written once by `save`, read by `open`, removed by `delete`."""
 
@@ -51,6 +58,32 @@ class Storage(Protocol):
         ...
 
     def delete_unfinished(self, key: str) -> None: ...
+
+    # A partial upload grows by appends that may come from any instance, and becomes a blob when complete.
+    # Its state between requests is its size alone, which the caller keeps (in the database).
+
+    def start_partial(self) -> str:
+        """A new, empty partial upload; the reference names it for the other calls (at most 255 characters)."""
+        ...
+
+    def append_partial(self, ref: str, offset: int, stream: ByteStream) -> int:
+        """Write `stream` to its end at `offset` (bytes past `offset` from an attempt never committed are
+        dropped) and return the new size, every byte of it durable. On an error, the partial upload is
+        as it was at `offset`. FileNotFoundError if its bytes up to `offset` are gone.
+        """
+        ...
+
+    def finish_partial(self, ref: str, size: int) -> str:
+        """Make the first `size` bytes a blob and return its key; `drop_partial` cleans up afterwards."""
+        ...
+
+    def drop_partial(self, ref: str) -> None:
+        """Remove whatever the partial upload still holds; a missing one is not an error."""
+        ...
+
+    def partials(self) -> Iterator[PartialInfo]:
+        """Every partial upload in storage, whether or not anything still refers to it."""
+        ...
 
     def check(self) -> None:
         """Raise if the storage cannot be reached right now."""

@@ -5,9 +5,10 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator, cast
 
-from app.storage.base import CHUNK, KEY_LENGTH, BlobInfo, ByteStream, StoredBlob, new_key
+from app.storage.base import CHUNK, KEY_LENGTH, BlobInfo, ByteStream, PartialInfo, StoredBlob, new_key
 
 TMP_DIR = ".tmp"
+PARTIAL_DIR = ".uploads"
 
 
 class LocalStorage:
@@ -17,6 +18,8 @@ class LocalStorage:
         self.root = Path(root).resolve()
         self.tmp = self.root / TMP_DIR
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.partial_dir = self.root / PARTIAL_DIR
+        self.partial_dir.mkdir(exist_ok=True)
 
     def path(self, key: str) -> Path:
         # Keys are ours (hex from `save`), but a key read from anywhere must still not leave the root.
@@ -75,6 +78,59 @@ class LocalStorage:
     def delete_unfinished(self, key: str) -> None:
         if "/" not in key and key.endswith(".part"):
             (self.tmp / key).unlink(missing_ok=True)
+
+    # -- partial uploads: an append-only file `root/.uploads/<ref>`, linked into place when complete --
+
+    def partial_path(self, ref: str) -> Path:
+        if len(ref) != KEY_LENGTH or not all(c in "0123456789abcdef" for c in ref):
+            raise FileNotFoundError(f"not a partial upload: {ref!r}")
+        return self.partial_dir / ref
+
+    def start_partial(self) -> str:
+        ref = new_key()
+        self.partial_path(ref).touch(exist_ok=False)
+        _fsync_dir(self.partial_dir)
+        return ref
+
+    def append_partial(self, ref: str, offset: int, stream: ByteStream) -> int:
+        with open(self.partial_path(ref), "r+b") as out:
+            if os.fstat(out.fileno()).st_size < offset:
+                raise FileNotFoundError(f"partial upload {ref} has lost bytes before {offset}")
+            out.truncate(offset)  # what an attempt never committed left behind
+            out.seek(offset)
+            size = offset
+            try:
+                while chunk := stream.read(CHUNK):
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            except BaseException:
+                out.truncate(offset)
+                raise
+        return size
+
+    def finish_partial(self, ref: str, size: int) -> str:
+        source = self.partial_path(ref)
+        if source.stat().st_size != size:
+            raise FileNotFoundError(f"partial upload {ref} does not hold {size} bytes")
+        key = new_key()
+        final = self.path(key)
+        final.parent.mkdir(exist_ok=True)
+        # A second name for the same bytes, not a move: until the caller commits, the upload is intact.
+        os.link(source, final)
+        _fsync_dir(final.parent)
+        return key
+
+    def drop_partial(self, ref: str) -> None:
+        try:
+            self.partial_path(ref).unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+
+    def partials(self) -> Iterator[PartialInfo]:
+        for blob in _files(self.partial_dir):
+            yield PartialInfo(blob.key, blob.size, blob.modified)
 
     def check(self) -> None:
         if not os.access(self.tmp, os.W_OK | os.X_OK):

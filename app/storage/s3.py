@@ -16,14 +16,17 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.errors import StorageUnavailable
-from app.storage.base import CHUNK, BlobInfo, ByteStream, StoredBlob, new_key
+from app.storage.base import CHUNK, BlobInfo, ByteStream, PartialInfo, StoredBlob, new_key
 
 log = logging.getLogger("app.storage")
 
 MIN_PART_SIZE = 5 << 20  # S3's smallest part but the last
 KEY = re.compile(r"^[0-9a-f]{32}$")
 UPLOAD_SEPARATOR = "?uploadId="  # unfinished writes are named `<key>?uploadId=<id>`: both are needed to abort one
-MISSING = {"NoSuchKey", "404", "NotFound"}
+MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+PARTIAL_DIR = ".uploads"  # `<prefix>/.uploads/<id>/`: a partial upload's marker and unaligned tail objects
+MARKER = "key-"  # `key-<blob key>`: the multipart upload on that key belongs to this partial upload
+TAIL = "tail-"  # `tail-<start offset>`: the bytes from there on that do not yet fill a part
 # Refusals that mean "the store cannot serve us now" (or is misconfigured), not "this request is wrong".
 UNAVAILABLE = {
     "SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling", "RequestTimeTooSkewed",
@@ -215,11 +218,16 @@ class S3Storage:
     def unfinished(self) -> Iterator[BlobInfo]:
         """Multipart uploads never completed or aborted (a killed worker's); `modified` is their last activity."""
         prefix = self._listing_prefix
+        partial_keys: set[str] | None = None
         with unavailable_on_error("listing uploads"):
             for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
                 for upload in page.get("Uploads", []):
                     key = upload["Key"][len(prefix):]
                     if not KEY.match(key):
+                        continue
+                    if partial_keys is None:
+                        partial_keys = {name.partition(MARKER)[2] for name, _, _ in self._partial_objects()}
+                    if key in partial_keys:  # a resumable upload's, alive while its partial upload is
                         continue
                     size, modified = 0, upload["Initiated"].timestamp()
                     try:
@@ -246,9 +254,138 @@ class S3Storage:
             if _code(e) != "NoSuchUpload":  # finished or aborted meanwhile
                 raise
 
+    # -- partial uploads: a multipart upload of whole parts and the unaligned tail as an object of its own --
+    # Part n holds bytes [(n-1)·P, n·P) and `tail-<k·P>` the bytes from k·P on, so the size alone says
+    # which objects hold what: any instance can append, and a part written by an attempt never committed
+    # is simply written again under the same number.
+
+    def _partial_name(self, pid: str, leaf: str = "") -> str:
+        if not KEY.match(pid):
+            raise FileNotFoundError(f"not a partial upload: {pid!r}")
+        return f"{self._listing_prefix}{PARTIAL_DIR}/{pid}/{leaf}"
+
+    def start_partial(self) -> str:
+        pid, key = new_key(), new_key()
+        with unavailable_on_error("starting an upload"):
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.name(key))["UploadId"]
+            self.client.put_object(Bucket=self.bucket, Key=self._partial_name(pid, MARKER + key), Body=b"")
+        return f"{pid}:{key}:{self.part_size}:{upload_id}"
+
+    def append_partial(self, ref: str, offset: int, stream: ByteStream) -> int:
+        pid, key, part_size, upload_id = _parse_ref(ref)
+        done = offset // part_size  # whole parts stored
+        part = self._tail(pid, done * part_size, offset - done * part_size)
+        while True:
+            filled = len(part)
+            part += _read_part(stream, part_size - filled)
+            if len(part) < part_size:
+                break
+            self._upload_part(key, upload_id, done + 1, part)
+            done += 1
+            part = bytearray()
+        if part:
+            with unavailable_on_error("storing an upload's tail"):
+                self.client.put_object(Bucket=self.bucket, Key=self._partial_name(pid, f"{TAIL}{done * part_size}"),
+                                       Body=bytes(part))
+        return done * part_size + len(part)
+
+    def _tail(self, pid: str, start: int, size: int) -> bytearray:
+        if not size:
+            return bytearray()
+        try:
+            with unavailable_on_error("reading an upload's tail"):
+                body = self.client.get_object(
+                    Bucket=self.bucket, Key=self._partial_name(pid, f"{TAIL}{start}"), Range=f"bytes=0-{size - 1}",
+                )["Body"]
+                data = bytearray(body.read())
+        except ClientError as e:
+            if _code(e) in MISSING or _code(e) == "InvalidRange":
+                raise FileNotFoundError(f"partial upload {pid}: the tail at {start} is gone") from None
+            raise
+        if len(data) != size:
+            raise FileNotFoundError(f"partial upload {pid}: the tail at {start} is short")
+        return data
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytearray) -> dict[str, Any]:
+        try:
+            with unavailable_on_error("uploading a part"):
+                etag = self.client.upload_part(
+                    Bucket=self.bucket, Key=self.name(key), UploadId=upload_id, PartNumber=number, Body=body,
+                )["ETag"]
+        except ClientError as e:
+            if _code(e) in MISSING:
+                raise FileNotFoundError(f"the multipart upload of {key} is gone") from None
+            raise
+        return {"ETag": etag, "PartNumber": number}
+
+    def finish_partial(self, ref: str, size: int) -> str:
+        pid, key, part_size, upload_id = _parse_ref(ref)
+        whole, rest = divmod(size, part_size)
+        parts: dict[int, dict[str, Any]] = {}
+        try:
+            with unavailable_on_error("listing parts"):
+                for page in self.client.get_paginator("list_parts").paginate(
+                    Bucket=self.bucket, Key=self.name(key), UploadId=upload_id,
+                ):
+                    for item in page.get("Parts", []):
+                        if item["PartNumber"] <= whole and item["Size"] == part_size:
+                            parts[item["PartNumber"]] = {"ETag": item["ETag"], "PartNumber": item["PartNumber"]}
+        except ClientError as e:
+            if _code(e) in MISSING:
+                raise FileNotFoundError(f"the multipart upload of {key} is gone") from None
+            raise
+        if len(parts) != whole:
+            raise FileNotFoundError(f"partial upload {pid}: {whole - len(parts)} of its parts are missing")
+        if rest:  # the tail becomes the last part (the only one S3 lets be smaller than the minimum)
+            parts[whole + 1] = self._upload_part(key, upload_id, whole + 1, self._tail(pid, whole * part_size, rest))
+        with unavailable_on_error("completing an upload"):
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.name(key), UploadId=upload_id,
+                MultipartUpload={"Parts": [parts[number] for number in sorted(parts)]},
+            )
+        return key
+
+    def drop_partial(self, ref: str) -> None:
+        """Abort the multipart upload (if still open) and remove the marker and tails."""
+        pid = ref.partition(":")[0]
+        names = [name for name, _, _ in self._partial_objects(pid)]
+        for key in {name.partition(MARKER)[2] for name in names if MARKER in name}:
+            with unavailable_on_error("listing uploads"):
+                uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.name(key))
+            for upload in uploads.get("Uploads", []):
+                if upload["Key"] == self.name(key):
+                    self.delete_unfinished(f"{key}{UPLOAD_SEPARATOR}{upload['UploadId']}")
+        for name in names:
+            with unavailable_on_error("deleting an object"):
+                self.client.delete_object(Bucket=self.bucket, Key=name)
+
+    def _partial_objects(self, pid: str = "") -> Iterator[tuple[str, int, float]]:
+        prefix = f"{self._listing_prefix}{PARTIAL_DIR}/{pid + '/' if pid else ''}"
+        with unavailable_on_error("listing objects"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"], item["Size"], item["LastModified"].timestamp()
+
+    def partials(self) -> Iterator[PartialInfo]:
+        """One entry per partial upload; `size` counts its tails only (its parts are in the multipart upload)."""
+        found: dict[str, tuple[int, float]] = {}
+        start = len(f"{self._listing_prefix}{PARTIAL_DIR}/")
+        for name, size, modified in self._partial_objects():
+            pid = name[start:].partition("/")[0]
+            if KEY.match(pid):
+                total, latest = found.get(pid, (0, 0.0))
+                found[pid] = (total + size, max(latest, modified))
+        for pid, (size, modified) in sorted(found.items()):
+            yield PartialInfo(pid, size, modified)
+
     def check(self) -> None:
         with unavailable_on_error("checking the bucket"):
             self.client.head_bucket(Bucket=self.bucket)
+
+
+def _parse_ref(ref: str) -> tuple[str, str, int, str]:
+    pid, key, part_size, upload_id = ref.split(":", 3)
+    return pid, key, int(part_size), upload_id
 
 
 def _read_part(stream: ByteStream, size: int) -> bytearray:

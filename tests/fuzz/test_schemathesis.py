@@ -69,7 +69,7 @@ def test_schemathesis_finds_no_failures(fuzz_server, tmp_path):
     for variable, option in (("FUZZ_MAX_EXAMPLES", "--max-examples"), ("FUZZ_SEED", "--seed")):
         if os.environ.get(variable):
             command += [option, os.environ[variable]]
-    env = {**os.environ, "FUZZ_LOGIN": FUZZ_LOGIN, "FUZZ_PASSWORD": FUZZ_PASSWORD}
+    env = {**os.environ, "FUZZ_LOGIN": FUZZ_LOGIN, "FUZZ_PASSWORD": FUZZ_PASSWORD, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks"}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     report = run.stdout + run.stderr
     print(report)  # pytest shows it for a failure, and with -s always
