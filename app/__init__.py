@@ -3,6 +3,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from flask import Flask
 
 from app import cli, counters, db, middleware, openapi, storage
 from app.handlers import register_error_handlers
-from app.security import Passwords, TokenPolicy
+from app.security import LINK_EXPIRY_MAX, LinkSigner, Passwords, TokenPolicy
 from app.services.throttle import Limit, Throttle
 from config import Config
 
@@ -67,6 +68,8 @@ def configure_security(app: Flask) -> None:
         retention=app.config["SESSION_RETENTION_DAYS"] * 24 * 3600,
         leeway=jwt_leeway(app.config["JWT_LEEWAY"]),
     )
+    app.config["LINK_MAX_TTL"] = link_max_ttl(app.config["LINK_MAX_TTL"])
+    app.extensions["link_signer"] = LinkSigner(secret)
     app.extensions["passwords"] = Passwords(
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
     )
@@ -77,6 +80,16 @@ def jwt_leeway(seconds: int) -> int:
     if int(seconds) < 0:
         raise RuntimeError(f"JWT_LEEWAY must be 0 or more seconds, not {seconds}")
     return int(seconds)
+
+
+LINK_TTL_LIMIT = 10 * 365 * 24 * 3600  # far above any short-lived link; keeps expiries inside the token's field
+
+
+def link_max_ttl(seconds: int) -> int:
+    seconds = int(seconds)
+    if not 1 <= seconds <= LINK_TTL_LIMIT or time.time() + seconds >= LINK_EXPIRY_MAX:
+        raise RuntimeError(f"LINK_MAX_TTL must be 1 to {LINK_TTL_LIMIT} seconds, not {seconds}")
+    return seconds
 
 
 def instance_secret(path: Path) -> str:
@@ -111,12 +124,13 @@ def configure_limits(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.routes import account, auth, files, info, roles, uploads
+    from app.routes import account, auth, files, info, links, roles, uploads
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(info.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(roles.bp)
     app.register_blueprint(files.bp)
+    app.register_blueprint(links.bp)
     app.register_blueprint(uploads.bp)
     openapi.init_app(app)

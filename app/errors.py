@@ -87,7 +87,8 @@ class Forbidden(ApiError):
 
 class NotFound(ApiError):
     status, code, message = 404, "not_found", "not found"
-    description = "unknown route; a file, session, role or user that does not exist or is not the caller's"
+    description = ("unknown route; a file, session, role or user that does not exist or is not the caller's; "
+                   "a file link that is malformed, forged or no longer valid")
 
 
 class UserExists(ApiError):

@@ -2,7 +2,7 @@
 from flask import current_app, request
 from sqlalchemy.engine import Engine
 
-from app.security import Passwords, TokenPolicy
+from app.security import LinkSigner, Passwords, TokenPolicy
 from app.services.throttle import Throttle
 from app.storage import Storage
 
@@ -28,6 +28,10 @@ def storage() -> Storage:
 
 def tokens() -> TokenPolicy:
     return current_app.extensions["tokens"]
+
+
+def link_signer() -> LinkSigner:
+    return current_app.extensions["link_signer"]
 
 
 def passwords() -> Passwords:

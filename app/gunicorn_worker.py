@@ -15,6 +15,7 @@ from gunicorn.workers import base
 from gunicorn.workers.gthread import ThreadWorker
 
 from app.errors import ValidationError, for_status
+from app.middleware import redact_link_tokens
 
 # What is replaced, as this module knows it: a change in gunicorn must stop the server, not pass unseen.
 PATCHED_SIGNATURE = ["sock", "status_int", "reason", "mesg"]
@@ -51,4 +52,8 @@ class JsonErrorWorker(ThreadWorker):
         if util.write_error is not write_json_error:
             check_patch_target()
             util.write_error = write_json_error
+        # A malformed request line, a failure while a response streams, the access log if turned on: each
+        # writes the URI, and a file link's URI holds its token.
+        redact_link_tokens(self.log.error_log)
+        redact_link_tokens(self.log.access_log)
         super().init_process()

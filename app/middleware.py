@@ -12,6 +12,10 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 # C0 controls, DEL, C1 controls, and the two Unicode line breaks some log readers split on.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A file link's token is a credential: whatever follows /file/link/ never reaches a log (SPEC §7).
+LINK_TOKEN_IN_PATH = re.compile(r"(/file/+link/+).+", re.IGNORECASE | re.DOTALL)
+LINK_TOKEN_IN_TEXT = re.compile(r"(/file/+link/+)[^\s'\"]+", re.IGNORECASE)
+REDACTED = "<redacted>"
 log = logging.getLogger("app.request")
 
 # SPEC §5: what a page on any origin may send, and read back; the resumable-upload (tus) and digest
@@ -42,6 +46,7 @@ def install(app: Flask) -> None:
         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
     )
+    redact_link_tokens(logging.getLogger("werkzeug"))  # `flask run` logs every request line
     app.before_request(start_request)
     app.after_request(finish_request)
 
@@ -61,9 +66,34 @@ def finish_request(response: Response) -> Response:
     response.headers["X-Request-ID"] = request_id
     if log.isEnabledFor(logging.INFO):  # the escaping is not paid for a line nobody writes
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %s %.1fms", request_id, escape_controls(request.method), escape_controls(request.path),
-                 response.status_code, elapsed_ms)
+        log.info("%s %s %s %s %.1fms", request_id, escape_controls(request.method),
+                 escape_controls(loggable_path(request.path)), response.status_code, elapsed_ms)
     return response
+
+
+def loggable_path(path: str) -> str:
+    """The path with a file link's token replaced: `/file/link/<redacted>`."""
+    return LINK_TOKEN_IN_PATH.sub(r"\1" + REDACTED, path) if "link" in path.lower() else path
+
+
+def redact_link_tokens(logger: logging.Logger) -> None:
+    """Keep link tokens out of a logger that writes request lines or URIs itself (gunicorn's, werkzeug's)."""
+    if not any(isinstance(f, RedactLinkTokens) for f in logger.filters):
+        logger.addFilter(RedactLinkTokens())
+
+
+class RedactLinkTokens(logging.Filter):
+    """Rewrites a record whose message holds `/file/link/<token>`; it always lets the record through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record fails when it is written, as it would without this filter
+            return True
+        redacted = LINK_TOKEN_IN_TEXT.sub(r"\1" + REDACTED, message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
 
 
 def escape_controls(text: str) -> str:

@@ -1,6 +1,10 @@
-"""Password hashing (argon2id), access JWTs with a pinned algorithm, opaque refresh tokens."""
+"""Password hashing (argon2id), access JWTs with a pinned algorithm, opaque refresh tokens, file-link tokens."""
+import base64
 import hashlib
+import hmac
+import re
 import secrets
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +13,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.errors import InvalidToken, TokenExpired
+from app.errors import InvalidToken, NotFound, TokenExpired
 
 ACCESS_CLAIMS = ["sub", "sid", "jti", "iat", "exp", "typ"]
 VERIFIED_TOKENS = 4096  # access tokens whose signature was checked, kept per process
@@ -113,3 +117,60 @@ def token_hash(token: str) -> str:
 
 def new_session_id() -> str:
     return secrets.token_hex(16)
+
+
+# -- file links --------------------------------------------------------------------------------------
+
+# kind (1 attachment, 2 inline), file id, expiry (epoch seconds), storage key, session id; then the MAC.
+# 41 + 16 = 57 bytes: 76 base64url characters, no padding, and only one spelling of each token.
+LINK_FIELDS = struct.Struct(">BII16s16s")
+LINK_MAC_BYTES = 16  # HMAC-SHA256 cut to 128 bits
+LINK_TOKEN = re.compile(r"[A-Za-z0-9_-]{%d}" % ((LINK_FIELDS.size + LINK_MAC_BYTES) * 4 // 3))
+LINK_KINDS = {1: False, 2: True}  # kind → inline
+LINK_KEY_LABEL = b"filesvc file-link v1"
+LINK_EXPIRY_MAX = 2**32 - 1  # the expiry field's range (the year 2106)
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    """What a file link grants: one version of one file, while the session that asked for it lives."""
+
+    file_id: int
+    storage_key: str  # the content's version: a replacement gets a new key, and the link dies with the old one
+    session_id: str
+    expires: int  # epoch seconds; the link answers 410 from this second on
+    inline: bool
+
+
+class LinkSigner:
+    """Signs and reads file-link tokens with a key derived from JWT_SECRET, never the JWT key itself."""
+
+    def __init__(self, secret: str):
+        key = hmac.new(secret.encode(), LINK_KEY_LABEL, hashlib.sha256).digest()
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per token: the key schedule runs once
+
+    def _mac(self, fields: bytes) -> bytes:
+        mac = self._keyed.copy()
+        mac.update(fields)
+        return mac.digest()[:LINK_MAC_BYTES]
+
+    def sign(self, claims: LinkClaims) -> str:
+        key, sid = bytes.fromhex(claims.storage_key), bytes.fromhex(claims.session_id)
+        if len(key) != 16 or len(sid) != 16:
+            raise ValueError("storage keys and session ids are 32 hex digits")
+        kind = 2 if claims.inline else 1
+        fields = LINK_FIELDS.pack(kind, claims.file_id, claims.expires, key, sid)
+        return base64.urlsafe_b64encode(fields + self._mac(fields)).decode("ascii")
+
+    def read(self, token: str) -> LinkClaims:
+        """The claims of a token this service signed (expired or not); anything else is 404."""
+        if not LINK_TOKEN.fullmatch(token):
+            raise NotFound("this file link is not valid")
+        raw = base64.urlsafe_b64decode(token)
+        fields, mac = raw[:LINK_FIELDS.size], raw[LINK_FIELDS.size:]
+        if not hmac.compare_digest(mac, self._mac(fields)):
+            raise NotFound("this file link is not valid")
+        kind, file_id, expires, key, sid = LINK_FIELDS.unpack(fields)
+        if kind not in LINK_KINDS:  # signed by a later format this code does not know
+            raise NotFound("this file link is not valid")
+        return LinkClaims(file_id, key.hex(), sid.hex(), expires, LINK_KINDS[kind])

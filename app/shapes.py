@@ -165,6 +165,17 @@ class FileDeleted(Shape):
     deleted: Literal[True] = True
 
 
+class FileLink(Shape):
+    """A short-lived link to the file: whoever holds it can fetch the file, without a token."""
+
+    url: str = Field(description="Absolute, from the scheme and host the request came to; usable as it is.")
+    path: str = Field(description="The same without scheme and host.")
+    expires_at: UtcTime
+    expires_in: int = Field(ge=1, description="Seconds, as asked for (or the default).")
+    disposition: Literal["attachment", "inline"] = Field(
+        description="How the link serves the file: `inline` only if asked for and the content is safe to show.")
+
+
 # -- service -----------------------------------------------------------------------------------------
 
 

@@ -1,18 +1,22 @@
 """Request bodies and parameters into checked values, or a ValidationError naming the field."""
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import DNS_LABEL_LENGTH_LIMIT, EMAIL_MAX_LENGTH, LOCAL_PART_MAX_LENGTH
-from flask import current_app, request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, StringConstraints, ValidationInfo
+from flask import current_app, has_app_context, has_request_context, request
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, StringConstraints,
+    ValidationInfo, model_validator,
+)
 from pydantic import ValidationError as PydanticError
 from pydantic_core import PydanticCustomError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import ValidationError
 from app.multipart import boundary_of
+from config import Config
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 LOGIN_MAX = EMAIL_MAX_LENGTH  # a phone number is far shorter
@@ -119,6 +123,57 @@ class RoleUpdate(Strict):
     permissions: Permissions = []
 
 
+LINK_SECONDS_DEFAULT = 300
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _form_integer(value: Any) -> Any:
+    """A form carries every value as text: digits there are the integer; JSON must send a number."""
+    if isinstance(value, str) and has_request_context() and request.mimetype in FORM_TYPES:
+        text = value.strip()
+        if text.isascii() and text.removeprefix("-").isdigit() and len(text) <= 20:
+            return int(text)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON Schema counts 60.0 as an integer
+    return value
+
+
+def _link_max_seconds() -> int:
+    """LINK_MAX_TTL of the app at hand (the OpenAPI document is built from one), else of the environment."""
+    return current_app.config["LINK_MAX_TTL"] if has_app_context() else Config.LINK_MAX_TTL
+
+
+def _within_link_lifetime(value: int) -> int:
+    limit = _link_max_seconds()
+    if not 1 <= value <= limit:
+        raise PydanticCustomError("link_seconds", f"must be an integer from 1 to {limit}")
+    return value
+
+
+def _link_seconds_schema(schema: dict[str, Any]) -> None:
+    schema.update(minimum=1, maximum=_link_max_seconds())
+
+
+LinkSeconds = Annotated[StrictInt, BeforeValidator(_form_integer), AfterValidator(_within_link_lifetime), Field(
+    description="Seconds the link works, at most `LINK_MAX_TTL` (86400 by default); the expiry is rounded up "
+                "to a whole second.",
+    json_schema_extra=_link_seconds_schema,
+)]
+
+
+class LinkRequest(Strict):
+    expires_in: LinkSeconds = LINK_SECONDS_DEFAULT
+    disposition: Literal["attachment", "inline"] = Field("attachment", description=(
+        "`inline` is honoured for images other than SVG, PDF, audio, video and `text/plain`; anything else is "
+        "served as an attachment."))
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> "LinkRequest":
+        if "expires_in" not in self.model_fields_set:  # the default never outlives a smaller LINK_MAX_TTL
+            self.expires_in = min(self.expires_in, _link_max_seconds())
+        return self
+
+
 def body() -> dict[str, Any]:
     """The request body as a dict: JSON or form-encoded; an empty body is an empty dict."""
     mimetype = request.mimetype
@@ -192,6 +247,8 @@ def _reason(err: dict[str, Any]) -> str:
         return "unknown field"
     if kind in ("string_type", "str_type"):
         return "must be a string"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "must be an integer"
     if kind == "string_pattern_mismatch":
         return "only lower-case letters, digits and _ . : - are allowed"
     return err["msg"]

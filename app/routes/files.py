@@ -36,6 +36,7 @@ FILE_LINKS = {
     "downloadFile": link("downloadFile", "Its bytes.", file_id="$response.body#/data/id"),
     "replaceFile": link("replaceFile", "Replace its content.", file_id="$response.body#/data/id"),
     "deleteFile": link("deleteFile", "Delete it.", file_id="$response.body#/data/id"),
+    "createFileLink": link("createFileLink", "A short-lived link to it.", file_id="$response.body#/data/id"),
 }
 UPLOAD_BODY = {
     "required": True,
@@ -121,6 +122,16 @@ def header_parameter(name: str, description: str) -> dict[str, Any]:
 
 
 BINARY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+DOWNLOAD_PARAMETERS = (
+    header_parameter("Range", "One range, e.g. `bytes=0-1023`; several ranges, or another unit, are answered "
+                              "with the whole file."),
+    header_parameter("If-None-Match", "An `ETag` from an earlier download: 304 while it still matches."),
+    header_parameter("If-Range", "Serve the `Range` only if the content is still this `ETag`, else the whole file."),
+    header_parameter("If-Match", "Serve only if the content is still this `ETag` (or `*`), else 412. "
+                                 "Empty means not given."),
+    header_parameter("If-Unmodified-Since", "An HTTP date: 412 if the content was replaced after it. "
+                                            "Ignored with `If-Match`."),
+)
 
 
 @bp.get(f"/download/{FILE_ID}")
@@ -134,16 +145,7 @@ BINARY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
                 "headers": download_headers("Content-Length", "Content-Range"), "content": BINARY},
         "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": download_headers()},
     },
-    parameters=(
-        header_parameter("Range", "One range, e.g. `bytes=0-1023`; several ranges, or another unit, are answered "
-                                  "with the whole file."),
-        header_parameter("If-None-Match", "An `ETag` from an earlier download: 304 while it still matches."),
-        header_parameter("If-Range", "Serve the `Range` only if the content is still this `ETag`, else the whole file."),
-        header_parameter("If-Match", "Serve only if the content is still this `ETag` (or `*`), else 412. "
-                                     "Empty means not given."),
-        header_parameter("If-Unmodified-Since", "An HTTP date: 412 if the content was replaced after it. "
-                                                "Ignored with `If-Match`."),
-    ),
+    parameters=DOWNLOAD_PARAMETERS,
 )
 @token_required
 def download(file_id: int):
@@ -217,7 +219,7 @@ def wanted_range() -> WantedRange | None:
     return WantedRange(start, None if stop is None else stop - 1, if_etag, if_unmodified)
 
 
-def download_response(got: Download, wanted: WantedRange | None) -> Response:
+def download_response(got: Download, wanted: WantedRange | None, disposition: str = "attachment") -> Response:
     """The bytes with the headers of the spec: 304 for If-None-Match, 412, 206 for the part, 416 outside the file.
 
     `got.stream` already holds only the part, if any. The server's file wrapper sends a real file (or a
@@ -230,7 +232,7 @@ def download_response(got: Download, wanted: WantedRange | None) -> Response:
         direct_passthrough=True,
     )
     response.content_length = record.size
-    response.headers["Content-Disposition"] = content_disposition(record.name)
+    response.headers["Content-Disposition"] = content_disposition(record.name, disposition)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "private, no-cache"
     response.set_etag(record.sha256)
@@ -266,8 +268,8 @@ def check_preconditions(record: File) -> None:
             raise PreconditionFailed("If-Unmodified-Since: the file has changed since then")
 
 
-def content_disposition(name: str) -> str:
-    """`attachment` with an ASCII `filename` for old clients and the exact name in `filename*`."""
+def content_disposition(name: str, disposition: str = "attachment") -> str:
+    """`attachment` (or `inline`) with an ASCII `filename` for old clients and the exact name in `filename*`."""
     fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     fallback = "".join(c if c.isprintable() and c not in '"\\%' else "_" for c in fallback).strip()
     if fallback != name and not fallback.lstrip(".").strip():
@@ -275,5 +277,5 @@ def content_disposition(name: str) -> str:
     elif fallback != name and fallback.startswith("."):  # "файл.pdf" → "file.pdf", not a hidden ".pdf"
         fallback = "file" + fallback
     return dump_options_header(
-        "attachment", {"filename": fallback, "filename*": "UTF-8''" + quote(name, safe="!#$&+-.^_`|~")}
+        disposition, {"filename": fallback, "filename*": "UTF-8''" + quote(name, safe="!#$&+-.^_`|~")}
     )

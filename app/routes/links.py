@@ -1,0 +1,101 @@
+"""File links: a short-lived URL for one file, for a browser, a player or another person; the link is the credential."""
+from typing import Any
+
+from flask import Blueprint, Response, g, request, url_for
+
+from app import shapes
+from app.api import operation
+from app.auth import token_required
+from app.db import get_db, utcnow
+from app.errors import LinkExpired, PreconditionFailed, RangeNotSatisfiable
+from app.extensions import autocommit_engine, link_signer, storage
+from app.responses import ok
+from app.routes.files import (
+    BINARY, DOWNLOAD_PARAMETERS, FILE_ID, FILE_ID_DOC, download_headers, download_response, wanted_range,
+)
+from app.services.links import create_link, open_linked_file
+from app.validation import LinkRequest, body, parse
+
+bp = Blueprint("links", __name__, url_prefix="/file")
+
+LINK_PREFIX = "/file/link/"
+TOKEN_DOC = {"token": "The token of a link made by `POST /file/{file_id}/link`."}
+
+
+@bp.post(f"/{FILE_ID}/link")
+@operation(
+    "createFileLink", "files", "A short-lived link to one of my files", returns=shapes.FileLink, status=201,
+    body=LinkRequest, body_required=False, path_docs=FILE_ID_DOC, description=(
+        "Anyone holding the link can fetch the file until it expires, the file is deleted or replaced, or this "
+        "session is signed out. The body is optional."),
+)
+@token_required
+def create(file_id: int):
+    wanted = parse(LinkRequest, body())
+    made = create_link(
+        get_db(), link_signer(), owner_id=g.user_id, file_id=file_id, session_id=g.session_id,
+        seconds=wanted.expires_in, inline=wanted.disposition == "inline", now=utcnow(),
+    )
+    path = url_for(".fetch", token=made.token)
+    return ok(shapes.FileLink(
+        url=request.host_url.rstrip("/") + path, path=path, expires_at=made.expires_at, expires_in=wanted.expires_in,
+        disposition=made.disposition,
+    ), 201)
+
+
+def link_headers(*extra: str) -> dict[str, Any]:
+    def header(description: str, value: str, required: bool = True) -> dict[str, Any]:
+        return {"description": description, "required": required, "schema": {"type": "string", "const": value}}
+
+    return {
+        **download_headers(*extra),
+        "Content-Disposition": {
+            "description": "`inline` or `attachment`, as the link was made, with an ASCII `filename=` fallback and "
+                           "the exact name in `filename*=UTF-8''…`.",
+            "required": True, "schema": {"type": "string"},
+        },
+        "Referrer-Policy": header("Always `no-referrer`.", "no-referrer"),
+        "Content-Security-Policy": header(
+            "`sandbox`, except on an inline PDF (browsers' PDF viewers refuse to render in a sandbox).", "sandbox",
+            required=False),
+    }
+
+
+@bp.get("/link/<token>")
+@operation(
+    "fetchFileLink", "files", "A file's bytes, through a link", security=(), path_docs=TOKEN_DOC,
+    errors=(LinkExpired, PreconditionFailed, RangeNotSatisfiable), description=(
+        "No `Authorization`: the link is the credential. `HEAD` too. The answers are those of `downloadFile`. "
+        "A malformed or forged token, or a link whose file was deleted or replaced or whose session was signed "
+        "out, is 404; a link past its expiry is 410."),
+    responses={
+        "200": {"description": "The whole content, with `Content-Type` = the stored `mime_type`.",
+                "headers": link_headers("Content-Length", "Last-Modified"), "content": BINARY},
+        "206": {"description": "The requested single range.",
+                "headers": link_headers("Content-Length", "Content-Range"), "content": BINARY},
+        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": link_headers()},
+    },
+    parameters=DOWNLOAD_PARAMETERS,
+)
+def fetch(token: str):
+    wanted = wanted_range()
+    with autocommit_engine().connect() as connection:
+        got = open_linked_file(connection, storage(), link_signer(), token=token, wanted=wanted, now=utcnow())
+    try:
+        # Browsers' PDF viewers refuse to render under a sandbox; the exact type and nosniff keep it a PDF.
+        g.link_unsandboxed = got.disposition == "inline" and got.download.record.mime_type == "application/pdf"
+        return download_response(got.download, wanted, got.disposition)
+    except BaseException:
+        got.download.stream.close()
+        raise
+
+
+@bp.after_app_request
+def protect_link_answers(response: Response) -> Response:
+    """Every answer on a link's path, errors included: no Referer to carry the link onwards, and whatever
+    the content is, it runs nothing in the browser."""
+    if request.path.startswith(LINK_PREFIX):
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if not (g.get("link_unsandboxed") and response.status_code < 400):
+            response.headers["Content-Security-Policy"] = "sandbox"
+    return response
