@@ -14,9 +14,13 @@ from typing import Any, Callable, Mapping, TypeVar
 from pydantic import BaseModel
 
 from app.errors import ApiError
+from app.models import ID_MAX
 from app.shapes import Shape
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+FILE_ID = f"<int(max={ID_MAX}):file_id>"  # the id column's range; anything else is simply not a route
+FILE_ID_DOC = {"file_id": "The file's id; another user's file answers 404, exactly like a missing one."}
 
 
 @dataclass(frozen=True)

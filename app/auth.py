@@ -16,7 +16,8 @@ from app.models import DeviceSession, Role, User, UserRole
 # Built once: composing a statement costs more than running it over a warm connection.
 # One primary-key lookup (plus the user's row) without building ORM objects; a row only for a live session.
 SESSION_LOOKUP = (
-    select(DeviceSession.user_id, DeviceSession.last_used_at, User.login, User.file_count)
+    select(DeviceSession.user_id, DeviceSession.last_used_at, User.login, User.file_count, User.bytes_used,
+           User.bytes_reserved, User.quota_bytes)
     .join(User, User.id == DeviceSession.user_id)
     .where(DeviceSession.id == bindparam("sid"), DeviceSession.live(bindparam("now")))
 )
@@ -61,8 +62,10 @@ def authenticate() -> None:
         # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
         if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
             connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
-    # file_count rides along for free: the file list's total needs no query of its own.
+    # file_count rides along for free: the file list's total needs no query of its own; the quota's counters
+    # too: an upload reads no row before its body.
     g.user_id, g.session_id, g.login, g.file_count = row.user_id, claims["sid"], row.login, row.file_count
+    g.bytes_used, g.bytes_reserved, g.quota_bytes = row.bytes_used, row.bytes_reserved, row.quota_bytes
 
 
 def require_permission(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -1,6 +1,8 @@
 """Console commands: `flask --app wsgi <command>`."""
 import os
+import re
 from datetime import timedelta
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -9,8 +11,9 @@ from flask.cli import with_appcontext
 from app.db import get_db, utcnow
 from app.errors import ApiError
 from app.extensions import passwords, storage
-from app.services.account import make_superuser, purge, user_exists
+from app.services.account import make_superuser, purge, user_exists, user_id_of
 from app.services.files import check_storage
+from app.services.quota import set_quota, usage
 from app.services.uploads import check_uploads
 from app.validation import check_password, login_of
 
@@ -19,6 +22,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(create_superuser)
     app.cli.add_command(purge_sessions)
     app.cli.add_command(storage_check)
+    app.cli.add_command(set_quota_command)
 
 
 @click.command("create-superuser")
@@ -91,13 +95,20 @@ def storage_check(repair: bool, min_age: float) -> None:
         click.echo(f"{action}: unfinished upload {blob.key} ({blob.size} bytes)")
     for row in report.missing:
         click.echo(f"missing bytes: file {row.file_id} of user {row.owner_id} (storage key {row.storage_key})")
+    for user in report.miscounted:
+        click.echo(
+            f"{'recounted' if repair else 'miscounted'}: user {user.login} (id {user.owner_id}) was counted "
+            f"{user.files_counted} files, {user.bytes_counted} bytes; has {user.files} files, {user.bytes} bytes"
+        )
     click.echo(
         f"checked {report.rows} file rows and {report.blobs} blobs: "
         f"{len(report.orphans) + len(report.unfinished)} orphans{' removed' if repair else ''}, "
-        f"{len(report.missing)} rows missing bytes, {report.too_recent} recent blobs skipped"
+        f"{len(report.missing)} rows missing bytes, {report.too_recent} recent blobs skipped, "
+        f"{len(report.miscounted)} users miscounted{' recounted' if repair else ''}"
     )
     uploads_left = report_uploads(repair=repair, min_age=min_age)
-    if report.missing or (not repair and (report.orphans or report.unfinished or uploads_left)):
+    wrong = report.orphans or report.unfinished or report.miscounted or uploads_left
+    if report.missing or (not repair and wrong):
         raise SystemExit(1)
 
 
@@ -118,3 +129,56 @@ def report_uploads(*, repair: bool, min_age: float) -> bool:
                f"{' removed' if repair else ''}, {report.finished} finished uploads past expiry"
                f"{' forgotten' if repair else ''}")
     return bool(report.expired or report.orphans)
+
+
+class ByteSize(click.ParamType):
+    """A number of bytes, optionally with a unit: 500MB (powers of 1000) or 10GiB (powers of 1024)."""
+
+    name = "bytes"
+    UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    MAX = 2**63 - 1  # the column's range
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(value))
+        unit = match and self.UNITS.get(match[2].lower())
+        if not match or unit is None:
+            self.fail(f"{value!r} is not a number of bytes (e.g. 1048576, 500MB, 10GiB)", param, ctx)
+        size = int(match[1]) * unit
+        if size < 1:
+            self.fail("must be at least 1 byte; --unlimited lifts the quota", param, ctx)
+        if size > self.MAX:
+            self.fail(f"must be at most {self.MAX} bytes", param, ctx)
+        return size
+
+
+@click.command("set-quota")
+@click.option("--id", "login", required=True, help="The user's login: an email address or a phone number.")
+@click.option("--bytes", "size", type=ByteSize(), help="Their own quota: bytes, or e.g. 500MB, 10GiB.")
+@click.option("--unlimited", is_flag=True, help="No quota for this user.")
+@click.option("--default", "default", is_flag=True, help="Follow QUOTA_BYTES again.")
+@with_appcontext
+def set_quota_command(login: str, size: int | None, unlimited: bool, default: bool) -> None:
+    """Set one user's storage quota: --bytes N, --unlimited, or --default (QUOTA_BYTES).
+
+    A quota below what the user already stores refuses their uploads and growing updates until they
+    delete enough; nothing is removed.
+    """
+    if (size is not None) + unlimited + default != 1:
+        raise click.UsageError("give exactly one of --bytes N, --unlimited, --default")
+    try:
+        login = login_of(login)
+    except ApiError as e:
+        raise click.BadParameter(e.message, param_hint="'--id'") from None
+    db = get_db()
+    owner_id = user_id_of(db, login=login)
+    if owner_id is None:
+        raise click.ClickException(f"no user has the login {login}")
+    set_quota(db, owner_id=owner_id, quota=0 if unlimited else size)
+    db.commit()
+    now = usage(db, owner_id=owner_id, default_quota=current_app.config["QUOTA_BYTES"])
+    limit = "unlimited" if now.quota is None else f"{now.quota} bytes"
+    source = " (QUOTA_BYTES)" if default else ""
+    click.echo(f"{login}: quota {limit}{source}; {now.bytes} bytes in {now.files} file{'' if now.files == 1 else 's'}")

@@ -11,7 +11,7 @@ from app.storage.base import ByteStream
 
 CHUNK = 1 << 20
 # Part headers and the preamble are buffered until their end is seen; real clients need a few hundred bytes.
-# The limit holds for all of them together up to the file part, so many parts cannot add up to more.
+# The limit holds for all of them in the body together, so many parts cannot add up to more.
 HEADER_LIMIT = 16 * 1024
 MAX_PARTS = 100
 # RFC 2046 §5.1.1: 1 to 70 of these characters, not ending in a space.
@@ -40,13 +40,48 @@ def boundary_of(content_type: str, field: str) -> bytes:
     return boundary.encode("ascii")
 
 
+FIELD_MAX = 1024  # bytes of a small field read beside the file (the `sha256` part)
+
+
+class Fields:
+    """Small form fields named in `wanted`, collected as the body is read: before the file part, and after
+    it once the file has been read to its end. Other parts are skipped."""
+
+    def __init__(self, wanted: tuple[str, ...]):
+        self.wanted = wanted
+        self.values: dict[str, bytes] = {}
+        self._current: str | None = None
+
+    def start(self, event: File | Field) -> None:
+        self._current = event.name if event.name in self.wanted else None
+        if self._current is None:
+            return
+        if self._current in self.values:
+            raise ValidationError.field(self._current, "sent more than once")
+        self.values[self._current] = b""
+
+    def add(self, data: bytes) -> None:
+        if self._current is None:
+            return
+        value = self.values[self._current] + data
+        if len(value) > FIELD_MAX:
+            raise ValidationError.field(self._current, f"longer than {FIELD_MAX} bytes")
+        self.values[self._current] = value
+
+
 class FilePart:
     """The bytes of the first part named `field`, read on demand from the request body."""
 
-    def __init__(self, filename: str, chunks: Iterator[bytes]):
+    def __init__(self, filename: str, chunks: Iterator[bytes], fields: Fields):
         self.filename = filename
         self._chunks = chunks
         self._buffer = b""
+        self._fields = fields
+
+    @property
+    def fields(self) -> dict[str, bytes]:
+        """The wanted fields sent so far: all of them once `read` has returned b""."""
+        return self._fields.values
 
     def read(self, size: int = -1, /) -> bytes:
         """Up to `size` bytes (fewer is not the end; b"" is)."""
@@ -62,24 +97,44 @@ class FilePart:
         return data
 
 
-def open_file_part(source: ByteStream, boundary: bytes, field: str = "file") -> FilePart | None:
-    """Skip to the part named `field` and return a reader of its bytes; None if the body has no such part."""
+def open_file_part(source: ByteStream, boundary: bytes, field: str = "file", wanted: tuple[str, ...] = ()
+                   ) -> FilePart | None:
+    """Skip to the part named `field` and return a reader of its bytes; None if the body has no such part.
+
+    Fields named in `wanted` are collected on the way, and after the part when it has been read to its end.
+    """
     events = _events(source, MultipartDecoder(boundary, max_parts=MAX_PARTS))
+    fields = Fields(wanted)
     for event in events:
-        if isinstance(event, (File, Field)) and event.name == field:
-            return FilePart(event.filename if isinstance(event, File) else "", _part_data(events))
-        if isinstance(event, Epilogue):
+        if isinstance(event, (File, Field)):
+            if event.name == field:
+                filename = event.filename if isinstance(event, File) else ""
+                return FilePart(filename, _part_data(events, fields), fields)
+            fields.start(event)
+        elif isinstance(event, Data):
+            fields.add(event.data)
+        elif isinstance(event, Epilogue):
             return None
     return None
 
 
-def _part_data(events: Iterator) -> Iterator[bytes]:
+def _part_data(events: Iterator, fields: Fields) -> Iterator[bytes]:
     for event in events:
         if isinstance(event, Data):
             if event.data:
                 yield event.data
             if not event.more_data:
-                return
+                break
+    _collect_rest(events, fields)
+
+
+def _collect_rest(events: Iterator, fields: Fields) -> None:
+    """Read the parts after the file to the closing boundary, keeping the wanted fields."""
+    for event in events:
+        if isinstance(event, (File, Field)):
+            fields.start(event)
+        elif isinstance(event, Data):
+            fields.add(event.data)
 
 
 def _events(source: ByteStream, decoder: MultipartDecoder) -> Iterator:
@@ -115,4 +170,4 @@ def _events(source: ByteStream, decoder: MultipartDecoder) -> Iterator:
 
 
 def _headers_too_long() -> ValidationError:
-    return ValidationError.field("file", f"multipart headers are too long (at most {HEADER_LIMIT} bytes before the file)")
+    return ValidationError.field("file", f"multipart headers are too long (at most {HEADER_LIMIT} bytes in all)")

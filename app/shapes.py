@@ -4,7 +4,7 @@ Each success body is one of these models: the routes build them, `app.responses.
 inside the envelope, and the OpenAPI document takes their schemas from here.
 """
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -145,6 +145,14 @@ class File(Shape):
     uploaded_at: UtcTime
     updated_at: UtcTime
 
+    @classmethod
+    def of(cls, record: Any) -> "File":
+        """From a File row object or a plain row with the same columns."""
+        return cls(
+            id=record.id, name=record.name, extension=record.extension, mime_type=record.mime_type,
+            size=record.size, sha256=record.sha256, uploaded_at=record.uploaded_at, updated_at=record.updated_at,
+        )
+
 
 class UploadState(Shape):
     """A resumable upload: how much of it is stored, until when it is kept, and the file it became."""
@@ -163,6 +171,12 @@ class FilePage(Page[File]):
 class FileDeleted(Shape):
     id: int
     deleted: Literal[True] = True
+
+
+class Usage(Shape):
+    files: int = Field(ge=0, description="How many files the caller has.")
+    bytes: int = Field(ge=0, description="The sum of their sizes: what counts against the quota.")
+    quota: int | None = Field(ge=1, description="The caller's quota in bytes; null: unlimited.")
 
 
 class FileLink(Shape):

@@ -46,7 +46,7 @@ def free_port() -> int:
 class Server:
     """gunicorn with the production config file (gthread, WEB_CONCURRENCY workers) on loopback."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], cwd: Path = ROOT):
         WORK.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -65,7 +65,7 @@ class Server:
         self.log = (WORK / f"gunicorn-{self.port}.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=cwd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

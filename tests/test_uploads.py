@@ -9,8 +9,6 @@ import os
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from urllib.parse import urlsplit
 
 import pytest

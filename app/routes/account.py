@@ -1,5 +1,5 @@
 """The caller's own account: devices, sign-in history, change of login or password."""
-from flask import Blueprint, g
+from flask import Blueprint, current_app, g
 
 from app import shapes
 from app.api import link, operation
@@ -10,6 +10,7 @@ from app.extensions import passwords, throttle
 from app.models import DeviceSession
 from app.responses import clear_refresh_cookie, ok
 from app.services.account import change_account, live_sessions, log_out_all, login_history, revoke_session
+from app.services.quota import usage
 from app.validation import PAGE_PARAMETERS, AccountChange, body, page_params, parse
 
 bp = Blueprint("account", __name__)
@@ -63,6 +64,16 @@ def history():
     events, total = login_history(get_db(), user_id=g.user_id, page=page, list_size=list_size)
     items = [shapes.LoginEvent(at=e.at, ip=e.ip, user_agent=e.user_agent, success=e.success) for e in events]
     return ok(shapes.LoginEventPage.of(items, page, list_size, total))
+
+
+@bp.get("/user/usage")
+@operation("getUsage", "account", "My files' count, bytes and quota", returns=shapes.Usage,
+           description="`bytes` is the sum of my files' sizes; an upload or update that would take it past `quota` "
+                       "is refused with 413 `quota_exceeded`. `quota` null: unlimited.")
+@token_required
+def storage_usage():
+    counted = usage(get_db(), owner_id=g.user_id, default_quota=current_app.config["QUOTA_BYTES"])
+    return ok(shapes.Usage(files=counted.files, bytes=counted.bytes, quota=counted.quota))
 
 
 @bp.patch("/user")

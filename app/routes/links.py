@@ -4,15 +4,13 @@ from typing import Any
 from flask import Blueprint, Response, g, request, url_for
 
 from app import shapes
-from app.api import operation
+from app.api import FILE_ID, FILE_ID_DOC, operation
 from app.auth import token_required
 from app.db import get_db, utcnow
 from app.errors import LinkExpired, PreconditionFailed, RangeNotSatisfiable
 from app.extensions import autocommit_engine, link_signer, storage
 from app.responses import ok
-from app.routes.files import (
-    BINARY, DOWNLOAD_PARAMETERS, FILE_ID, FILE_ID_DOC, download_headers, download_response, wanted_range,
-)
+from app.downloads import BINARY, DOWNLOAD_PARAMETERS, download_headers, download_response, wanted_range
 from app.services.links import create_link, open_linked_file
 from app.validation import LinkRequest, body, parse
 

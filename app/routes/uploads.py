@@ -21,7 +21,6 @@ from app.errors import (
 from app.extensions import storage
 from app.models import Upload
 from app.responses import ok
-from app.routes.files import file_shape
 from app.services.uploads import (
     Checksum, append_chunk, create_upload, file_of, get_own_upload, parse_checksum, parse_metadata,
     terminate_upload,
@@ -216,7 +215,7 @@ def state(upload_id: str):
     record = file_of(db, upload)
     return ok(shapes.UploadState(
         id=upload.id, offset=upload.received, length=upload.length, expires_at=upload.expires_at,
-        file=file_shape(record) if record is not None else None,
+        file=shapes.File.of(record) if record is not None else None,
     ))
 
 

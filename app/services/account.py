@@ -104,6 +104,10 @@ def user_exists(db: Session, *, login: str) -> bool:
     return db.scalar(select(User.id).where(User.login == login)) is not None
 
 
+def user_id_of(db: Session, *, login: str) -> int | None:
+    return db.scalar(select(User.id).where(User.login == login))
+
+
 def purge(db: Session, *, now: datetime, keep: timedelta) -> Purged:
     """Expired sessions always go; revoked sessions, expired refresh tokens and sign-in events after `keep`."""
     cutoff = now - keep

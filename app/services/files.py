@@ -7,10 +7,10 @@ the storage-check command), never a row without bytes.
 import logging
 import mimetypes
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import magic
 from sqlalchemy import Integer, Select, bindparam, delete, select, update
@@ -18,9 +18,13 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, FileTooLarge, InvalidToken, NotFound, ServiceUnavailable
-from app.models import File, User
-from app.storage import BlobInfo, ByteStream, Storage
+from app.errors import (
+    Conflict, FileTooLarge, InvalidToken, NotFound, QuotaExceeded, ServiceUnavailable, ValidationError,
+)
+from app.models import File
+from app.services import quota
+from app.services.quota import Room
+from app.storage import BlobInfo, ByteStream, Storage, StoredBlob
 
 log = logging.getLogger("app.files")
 
@@ -31,6 +35,7 @@ SNIFF_BYTES = 8192  # zip-based office formats and tar headers are recognised wi
 RETRIES = 5
 IN_CHUNKS = 1000  # keys per IN (...) when re-checking
 GENERIC_MIME = "application/octet-stream"
+DRAIN_CHUNK = 1 << 20
 
 _magic = magic.Magic(mime=True)  # one libmagic handle, loaded once; python-magic serialises calls on it
 # Python's built-in table only (not the host's /etc/mime.types), so a name maps to the same type everywhere,
@@ -192,10 +197,12 @@ def open_own_file(
 
 @dataclass
 class Intake:
-    """The upload as storage reads it: capped at `max_bytes` while reading, first bytes kept for sniffing."""
+    """The upload as storage reads it: capped at `max_bytes` and at the quota's room while reading, first bytes
+    kept for sniffing."""
 
     stream: ByteStream
     max_bytes: int
+    room: Room | None = None
     size: int = 0
     head: bytes = field(default=b"", repr=False)
 
@@ -203,57 +210,109 @@ class Intake:
         chunk = self.stream.read(size)
         self.size += len(chunk)
         if self.size > self.max_bytes:
-            raise FileTooLarge(f"the file is larger than the limit of {self.max_bytes} bytes")
+            raise self.too_large()
+        if self.room is not None and not self.room.fits(self.size):
+            raise self.room.refusal()
         if len(self.head) < SNIFF_BYTES:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
         return chunk
 
+    def too_large(self) -> FileTooLarge:
+        return FileTooLarge(f"the file is larger than the limit of {self.max_bytes} bytes")
+
+    def drain(self) -> None:
+        """Read the rest of the file without keeping it: FileTooLarge if it turns out to be over `max_bytes`.
+
+        A file over both limits is answered as too large, whichever limit the stream passed first.
+        """
+        while chunk := self.stream.read(DRAIN_CHUNK):
+            self.size += len(chunk)
+            if self.size > self.max_bytes:
+                raise self.too_large()
+
+
+# The client's hex SHA-256 of the content, known once the stream has been read to its end (the form part
+# carrying it may follow the file); None when the client sent none.
+Digest = Callable[[], str | None]
+
+
+def room_for(db: Session, *, owner_id: int, room: Room, at_least: int = 0, file_id: int | None = None) -> Room:
+    """The owner's room for a new file, or for new content of `file_id` (whose old bytes it gives back), before
+    the body streams in; 413 now if a body of `at_least` bytes already cannot fit."""
+    if file_id is not None:
+        room = replace(room, freed=get_own_file(db, owner_id=owner_id, file_id=file_id).size)
+        db.commit()  # hold no connection or snapshot while the bytes stream in
+    if not room.fits(at_least):
+        raise room.refusal()
+    return room
+
+
+def _store(storage: Storage, intake: Intake, digest: Digest | None) -> StoredBlob:
+    """The bytes stored whole and checked against the client's digest, or nothing stored at all."""
+    try:
+        blob = storage.save(intake)
+    except QuotaExceeded:
+        intake.drain()
+        raise
+    try:
+        expected = digest() if digest is not None else None  # may itself be malformed: 400
+        if expected is not None and expected != blob.sha256:
+            raise ValidationError.field(
+                "sha256", f"does not match the content received, whose SHA-256 is {blob.sha256}")
+    except BaseException:
+        discard(storage, blob.key)
+        raise
+    return blob
+
 
 def upload_file(
     db: Session, storage: Storage, *, owner_id: int, stream: ByteStream, client_name: str, max_bytes: int,
-    now: datetime,
+    room: Room, now: datetime, digest: Digest | None = None,
 ) -> File:
     db.commit()  # hold no connection or snapshot while the bytes stream in
-    intake = Intake(stream, max_bytes)
-    blob = storage.save(intake)
+    intake = Intake(stream, max_bytes, room)
+    blob = _store(storage, intake, digest)
     try:
         name = display_name(client_name)
         record = File(
             owner_id=owner_id, name=name, extension=extension_of(name), mime_type=detect_mime(intake.head, name),
             size=blob.size, sha256=blob.sha256, storage_key=blob.key, uploaded_at=now, updated_at=now,
         )
-        # The owner's row first (its counter), then the file's: one lock order for every writer, no deadlock.
-        _count(db, owner_id, +1)
+        # The owner's row first (its counters: one conditional UPDATE that refuses to pass the quota), then
+        # the file's: one lock order for every writer, no deadlock.
+        quota.charge(db, owner_id=owner_id, growth=blob.size, default_quota=room.default_quota, files=1)
         db.add(record)
         db.commit()
     except IntegrityError:
         # The only constraint a new row can break is its owner: the account was deleted meanwhile.
         db.rollback()
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise InvalidToken("the account of this token no longer exists") from None
     except BaseException:
         db.rollback()
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise
     return record
 
 
 def replace_file(
     db: Session, storage: Storage, *, owner_id: int, file_id: int, stream: ByteStream, client_name: str,
-    max_bytes: int, now: datetime,
+    max_bytes: int, room: Room, now: datetime, digest: Digest | None = None,
 ) -> File:
     """New bytes under a new key, the row switched in one conditional UPDATE, then the old bytes removed.
 
     Of two overlapping replacements of one file the first to commit wins; the other stores nothing
-    and answers 409, so no client is told its content was saved when it was not.
+    and answers 409, so no client is told its content was saved when it was not. Only the growth
+    (new size − old size) counts against the quota.
     """
     record = get_own_file(db, owner_id=owner_id, file_id=file_id)
-    old_key = record.storage_key
+    old_key, old_size = record.storage_key, record.size
     name = display_name(client_name) if client_name.strip() else record.name
     db.commit()
-    intake = Intake(stream, max_bytes)
-    blob = storage.save(intake)
+    intake = Intake(stream, max_bytes, replace(room, freed=old_size))
+    blob = _store(storage, intake, digest)
     try:
+        quota.charge(db, owner_id=owner_id, growth=blob.size - old_size, default_quota=room.default_quota)
         switched = db.execute(
             update(File)
             .where(File.id == file_id, File.owner_id == owner_id, File.storage_key == old_key)
@@ -270,38 +329,33 @@ def replace_file(
         db.commit()
     except BaseException:
         db.rollback()
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise
-    _discard(storage, old_key)
+    discard(storage, old_key)
     db.refresh(record)
     return record
 
 
 def delete_file(db: Session, storage: Storage, *, owner_id: int, file_id: int) -> None:
     for _ in range(RETRIES):
-        key = get_own_file(db, owner_id=owner_id, file_id=file_id).storage_key
-        _count(db, owner_id, -1)
-        # Conditional on the key we read, so bytes of a replacement committed meanwhile are not orphaned.
+        record = get_own_file(db, owner_id=owner_id, file_id=file_id)
+        key = record.storage_key
+        quota.charge(db, owner_id=owner_id, growth=-record.size, default_quota=0, files=-1)  # never refused
+        # Conditional on the key we read, so bytes of a replacement committed meanwhile are not orphaned
+        # (and the size given back is that of the bytes deleted).
         deleted = db.execute(
             delete(File).where(File.id == file_id, File.owner_id == owner_id, File.storage_key == key)
             .execution_options(synchronize_session=False)
         ).rowcount
         if deleted == 1:
             db.commit()
-            _discard(storage, key)
+            discard(storage, key)
             return
         db.rollback()
     raise Conflict("the file kept changing; try again")
 
 
-def _count(db: Session, owner_id: int, change: int) -> None:
-    db.execute(
-        update(User).where(User.id == owner_id).values(file_count=User.file_count + change)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _discard(storage: Storage, key: str) -> None:
+def discard(storage: Storage, key: str) -> None:
     """Remove bytes no row points at; if that fails they stay an orphan for the storage-check command."""
     try:
         storage.delete(key)
@@ -327,10 +381,12 @@ class StorageReport:
     unfinished: list[BlobInfo] = field(default_factory=list)  # writes cut short (by a crash)
     missing: list[MissingBytes] = field(default_factory=list)  # rows whose bytes are gone: not repairable
     too_recent: int = 0  # unreferenced, but possibly an upload whose row is being committed right now
+    miscounted: list[quota.Miscount] = field(default_factory=list)  # users whose counters disagree with their files
 
 
 def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool) -> StorageReport:
-    """Compare rows with stored bytes; with `repair`, remove what no row points at and is older than `min_age` s."""
+    """Compare rows with stored bytes, and users' counters with their rows; with `repair`, remove what no row
+    points at and is older than `min_age` s, and recount the users whose counters are wrong."""
     report = StorageReport()
     rows = {key: (file_id, owner_id) for key, file_id, owner_id in db.execute(
         select(File.storage_key, File.id, File.owner_id))}
@@ -354,11 +410,15 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
     report.missing = [
         MissingBytes(*rows[key], key) for key in gone if key in still_referenced and not storage.exists(key)
     ]
+    db.commit()
+    report.miscounted = quota.miscounted(db)
+    db.commit()
     if repair:
         for blob in report.orphans:
             storage.delete(blob.key)
         for blob in report.unfinished:
             storage.delete_unfinished(blob.key)
+        quota.recount(db, owner_ids=[user.owner_id for user in report.miscounted])
     return report
 
 

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from app.errors import (
     ChecksumMismatch, Conflict, FileTooLarge, InvalidToken, NotFound, ServiceUnavailable, ValidationError,
 )
-from app.models import File, Upload, User
+from app.models import File, Upload
 from app.services import quota
-from app.services.files import SNIFF_BYTES, detect_mime, display_name, extension_of
+from app.services.files import SNIFF_BYTES, detect_mime, discard, display_name, extension_of
 from app.storage import CHUNK, ByteStream, Storage
 from app.storage.base import PartialInfo
 
@@ -97,10 +97,10 @@ def create_upload(
     if length == 0:
         return _empty_file(db, storage, upload, now)
     # A refusal should cost the store nothing; the reservation below is the check that holds under races.
-    room = quota.remaining(db, owner_id=owner_id, default_quota=default_quota)
+    standing = quota.room(db, owner_id=owner_id, default_quota=default_quota)
     db.commit()
-    if room is not None and length > room:
-        quota.reserve(db, owner_id=owner_id, amount=length, default_quota=default_quota)  # raises QuotaExceeded
+    if not standing.fits(length):
+        raise standing.refusal()
     upload.storage_ref = storage.start_partial()
     try:
         quota.reserve(db, owner_id=owner_id, amount=length, default_quota=default_quota)
@@ -122,7 +122,7 @@ def _empty_file(db: Session, storage: Storage, upload: Upload, now: datetime) ->
     upload.storage_ref = ""
     try:
         record = _file_row(upload, blob.key, blob.sha256, b"", now)
-        _count(db, upload.owner_id, +1)
+        quota.charge(db, owner_id=upload.owner_id, growth=0, files=1, default_quota=0)
         db.add(record)
         db.flush()
         upload.file_id = record.id
@@ -130,11 +130,11 @@ def _empty_file(db: Session, storage: Storage, upload: Upload, now: datetime) ->
         db.commit()
     except IntegrityError:
         db.rollback()
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise InvalidToken("the account of this token no longer exists") from None
     except BaseException:
         db.rollback()
-        _discard(storage, blob.key)
+        discard(storage, blob.key)
         raise
     return upload
 
@@ -307,18 +307,17 @@ def _complete(
     try:
         sha256, head = _digest(storage, key)
         record = _file_row(upload, key, sha256, head, now)
-        _count(db, upload.owner_id, +1)
         quota.settle(db, owner_id=upload.owner_id, amount=upload.length)
         db.add(record)
         db.flush()
         claim.release(received=upload.length, file_id=record.id, expires_at=expires_at)
     except IntegrityError:
         db.rollback()
-        _discard(storage, key)
+        discard(storage, key)
         raise InvalidToken("the account of this token no longer exists") from None
     except BaseException:
         db.rollback()
-        _discard(storage, key)
+        discard(storage, key)
         raise
     _drop(storage, upload.storage_ref)
     db.refresh(upload)
@@ -341,13 +340,6 @@ def _file_row(upload: Upload, key: str, sha256: str, head: bytes, now: datetime)
         owner_id=upload.owner_id, name=upload.name, extension=extension_of(upload.name),
         mime_type=detect_mime(head, upload.name), size=upload.length, sha256=sha256, storage_key=key,
         uploaded_at=now, updated_at=now,
-    )
-
-
-def _count(db: Session, owner_id: int, change: int) -> None:
-    db.execute(
-        update(User).where(User.id == owner_id).values(file_count=User.file_count + change)
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -405,13 +397,6 @@ def _drop(storage: Storage, ref: str) -> None:
         storage.drop_partial(ref)
     except (OSError, ServiceUnavailable):
         log.exception("could not remove partial upload %s; storage-check --repair will", ref)
-
-
-def _discard(storage: Storage, key: str) -> None:
-    try:
-        storage.delete(key)
-    except (OSError, ServiceUnavailable):
-        log.exception("could not remove stored bytes %s; storage-check --repair will", key)
 
 
 # -- consistency check -----------------------------------------------------------------------------------
