@@ -9,21 +9,29 @@ WEB_SCREENSHOT=docs/web-client.png saves the page after an upload (the README's 
 import base64
 import contextlib
 import functools
+import hashlib
 import http.server
+import io
 import json
+import math
 import os
 import re
+import signal
+import struct
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import wave
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.conftest import BACKENDS, PASSWORD
+from tests.conftest import BACKENDS, PASSWORD, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_DIR = ROOT / "web"
@@ -41,6 +49,8 @@ SHORT_TTL = 3  # seconds: long enough for one page load, short enough to wait ou
 WAIT = 20  # seconds for anything the page does; gthread gunicorn on loopback answers in milliseconds
 CORS_ERROR = re.compile(r"CORS policy|Access-Control-Allow|preflight", re.IGNORECASE)
 PAGE_ERROR = re.compile(r"Uncaught|SyntaxError|TypeError|ReferenceError|Content Security Policy")
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True}  # an iPhone 12-14's viewport
+MIB = 1024 * 1024
 
 
 # --- availability --------------------------------------------------------------------------
@@ -236,7 +246,7 @@ class Browser:
         return self.js(
             """return [...document.querySelectorAll('#files tbody tr')].map(row => ({
                  id: row.dataset.id,
-                 name: row.querySelector('.name').textContent,
+                 name: row.querySelector('.file-name').textContent,
                  size: Number(row.querySelector('.size').title.split(' ')[0]),
                }))"""
         )
@@ -265,12 +275,23 @@ class Browser:
         return [int(value.split()[0]) for value in self.js("return window.seenProgress")]
 
     def download(self, file_id: str) -> Path:
-        """Clicks Download and returns the file Chromium saved, in a directory of its own."""
+        """Clicks Download and returns the file Chromium saved, in a directory of its own.
+
+        The page asks for a link and follows it with a plain <a href download>: no fetch, no Blob."""
         self.downloads += 1
         target = self.tmp_path / f"{self.name}-download-{self.downloads}"
         target.mkdir()
         self.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(target)})
-        self.click(f'#files tr[data-id="{file_id}"] button.download')
+        row = f'#files tr[data-id="{file_id}"]'
+        self.js("document.querySelector(arguments[0])?.remove()", f"{row} a.download-link")
+        self.click(f"{row} button.download")
+        anchor = self.wait(lambda: self.js(
+            "const a = document.querySelector(arguments[0]);"
+            "return a && {href: a.href, download: a.hasAttribute('download')}", f"{row} a.download-link",
+        ), "the download's anchor")
+        assert anchor["download"] and urllib.parse.urlsplit(anchor["href"]).path.startswith("/file/link/"), anchor
+        assert not self.js("return performance.getEntriesByType('resource').some(e => e.name === arguments[0])",
+                           anchor["href"]), "the page fetched the link itself"
 
         def finished() -> Path | None:
             done = [p for p in target.iterdir() if not p.name.endswith(".crdownload")]
@@ -327,12 +348,16 @@ def browsers(chromium, tmp_path) -> Iterator[Callable[[str], Browser]]:
         browser.quit()
 
 
-def assert_clean_console(*browsers: Browser) -> None:
-    """A blocked preflight or a script error fails the test even if the page seemed fine."""
+def assert_clean_console(*browsers: Browser, expected: tuple[str, ...] = ()) -> None:
+    """Any console error fails the test even if the page seemed fine: a blocked preflight, a script error, a
+    resource that did not load. `expected`: patterns of the errors a test provokes on purpose (Chromium logs
+    every API refusal the page then shows, e.g. "... responded with a status of 413")."""
+    allowed = [re.compile(pattern) for pattern in expected]
     for browser in browsers:
         bad = [
             entry["message"] for entry in browser.read_console()
             if CORS_ERROR.search(entry["message"]) or PAGE_ERROR.search(entry["message"])
+            or (entry["level"] == "SEVERE" and not any(a.search(entry["message"]) for a in allowed))
         ]
         assert not bad, f"[{browser.name}] console errors:\n" + "\n".join(bad)
 
@@ -418,7 +443,7 @@ def test_sign_in_errors_phone_login_api_address_and_token_refresh(short_token_se
     browser.click("#logout")
     browser.wait_status("Signed out.")
     assert browser.shown("#auth-form") and not browser.shown("#files")
-    assert_clean_console(browser)
+    assert_clean_console(browser, expected=(r"status of 40[01]",))
 
 
 def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
@@ -464,7 +489,7 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
         "notes.txt": b"Meeting notes\n",
         "budget.csv": b"item,amount\nrent,1200\n",
         "todo.md": b"- [ ] ship the web client\n",
-        "photo.png": b"\x89PNG\r\n\x1a\n" + os.urandom(20_000),
+        "photo.png": png_bytes(120, 90),
         "slides.key": os.urandom(150_000),
     }
     for name, content in notes.items():
@@ -495,7 +520,7 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
     saved = laptop.download(listed["id"])
     assert saved.name == report_name
     assert saved.read_bytes() == report_bytes
-    laptop.wait_status(f"Downloaded {report_name}")
+    laptop.wait_status(f"Downloading {report_name}")
 
     # replace: same id, new content, and the download now gives the new bytes
     new_version = tmp_path / "files-v2" / "отчёт 2026 v2.pdf"
@@ -547,7 +572,8 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
     laptop.wait_status("Signed out.")
     assert laptop.shown("#auth-form") and not laptop.shown("#files")
     assert laptop.text("#whoami") == ""
-    assert_clean_console(laptop, phone)
+    assert_clean_console(laptop)
+    assert_clean_console(phone, expected=(r"status of 401",))  # its session was ended from the laptop
 
 
 def alert_open(browser: Browser) -> bool:
@@ -558,3 +584,362 @@ def alert_open(browser: Browser) -> bool:
     except NoAlertPresentException:
         return False
     return True
+
+
+# --- links, usage, the phone layout, refused and resumable uploads ---------------------------
+
+
+@pytest.fixture
+def make_api_server(chromium, backend, make_live_server):
+    """gunicorn for the page with extra environment (QUOTA_BYTES, MAX_UPLOAD_BYTES, …)."""
+    one_backend(backend)
+    return make_live_server
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    """A real (decodable) RGB PNG with a gradient, so the thumbnail has pixels to show."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(v for x in range(width) for v in (x * 4 % 256, y * 5 % 256, 160)) for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def wav_bytes(seconds: float, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(1)
+        out.setframerate(rate)
+        out.writeframes(bytes(128 + int(90 * math.sin(i * 440 * 2 * math.pi / rate)) for i in range(int(seconds * rate))))
+    return buffer.getvalue()
+
+
+def sign_up_on_page(browser: Browser, page: str, login: str) -> None:
+    browser.open(page)
+    browser.sign("signup", login, PASSWORD)
+    browser.wait(lambda: browser.text("#whoami") == login, f"signed in as {login}")
+    browser.wait(lambda: browser.text("#page-info") == "No files yet", "an empty file list")
+
+
+def link_path(url: str) -> str:
+    return urllib.parse.urlsplit(url).path
+
+
+def test_links_thumbnails_player_usage_and_a_phone_screen(make_api_server, web_origin, browsers, tmp_path):
+    api = make_api_server(QUOTA_BYTES="0").url  # 0 = unlimited
+    page = page_url(web_origin, api)
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page, "ann@example.com")
+    browser.wait(lambda: browser.text("#usage-text") == "0 B in 0 files · unlimited", "usage: nothing, unlimited")
+    assert not browser.shown("#usage-bar") or browser.js("return document.getElementById('usage-bar').hidden")
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    picture, song, notes = folder / "picture.png", folder / "song.wav", folder / "notes.txt"
+    picture.write_bytes(png_bytes(64, 48))
+    song.write_bytes(wav_bytes(1.0))
+    notes.write_bytes(b"Meeting notes: ship the links.\n")
+    browser.el("#upload-file").send_keys("\n".join(map(str, (picture, song, notes))))
+    browser.click("#upload")
+    browser.wait(lambda: browser.text("#upload-label") == "3 uploads complete", "3 uploads complete")
+    rows = {f["name"]: f for f in browser.wait(lambda: len(browser.files()) == 3 and browser.files(), "3 files")}
+
+    # (c) the usage line counts what was stored
+    total = sum(path.stat().st_size for path in (picture, song, notes))
+    browser.wait(lambda: browser.js("return document.getElementById('usage').dataset.bytes") == str(total), "usage")
+    assert browser.text("#usage-text").endswith("in 3 files · unlimited"), browser.text("#usage-text")
+
+    # (a) the picture's thumbnail is loaded from the API's origin through an inline link; other rows have none
+    row = f'#files tr[data-id="{rows["picture.png"]["id"]}"]'
+    thumb = browser.wait(lambda: browser.js(
+        "const i = document.querySelector(arguments[0]); return i && i.complete && i.naturalWidth > 0 && "
+        "{src: i.src, width: i.naturalWidth, height: i.naturalHeight}", f"{row} img.thumb"), "the thumbnail drawn")
+    assert (thumb["width"], thumb["height"]) == (64, 48)
+    assert link_path(thumb["src"]).startswith("/file/link/")
+    assert urllib.parse.urlsplit(thumb["src"]).netloc == urllib.parse.urlsplit(api).netloc
+    assert browser.js("return document.querySelectorAll('#files img.thumb').length") == 1
+
+    # (b) Download: a plain <a href=link download> (checked in Browser.download), the same bytes
+    saved = browser.download(rows["picture.png"]["id"])
+    assert saved.read_bytes() == picture.read_bytes()
+    browser.wait_status("Downloading picture.png")
+
+    # Open: the inline link in a new tab
+    before = set(browser.driver.window_handles)
+    browser.click(f"{row} button.open")
+    opened = browser.wait(lambda: set(browser.driver.window_handles) - before, "a new tab")
+    main = browser.driver.current_window_handle
+    browser.driver.switch_to.window(opened.pop())
+    browser.wait(lambda: link_path(browser.driver.current_url).startswith("/file/link/"), "the tab on the link")
+    browser.driver.close()
+    browser.driver.switch_to.window(main)
+
+    # Play: an <audio> element on an inline link reads the sound's metadata (ranges through the link)
+    song_row = f'#files tr[data-id="{rows["song.wav"]["id"]}"]'
+    browser.click(f"{song_row} button.play")
+    player = browser.wait(lambda: browser.js(
+        "const a = document.querySelector(arguments[0]); return a && a.readyState >= 1 && "
+        "{src: a.src, duration: a.duration}", f"{song_row} audio.player"), "the player's metadata")
+    assert link_path(player["src"]).startswith("/file/link/")
+    assert abs(player["duration"] - 1.0) < 0.05, player
+    assert browser.text(f"{song_row} button.play") == "Close player"
+
+    # Copy link: the link is shown with its expiry, and works without any token
+    notes_row = f'#files tr[data-id="{rows["notes.txt"]["id"]}"]'
+    browser.click(f"{notes_row} button.copy-link")
+    browser.wait(lambda: "link to notes.txt" in (browser.text("#status") or ""), "the link's status")
+    assert browser.shown("#share") and browser.text("#share-name") == "notes.txt"
+    shared = browser.el("#share-url").get_property("value")
+    assert link_path(shared).startswith("/file/link/")
+    expiry = browser.text("#share-expiry")
+    assert "until" in expiry and "(5 min)" in expiry, expiry
+    with urllib.request.urlopen(shared, timeout=10) as answer:
+        assert answer.read() == notes.read_bytes()
+        assert answer.headers["Content-Disposition"].startswith("attachment")
+    browser.error_free()
+
+    # (d) a 390 px phone screen: no sideways scrolling, every Delete button fully on screen and clickable
+    browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        browser.wait(lambda: browser.js("return document.documentElement.clientWidth") == PHONE["width"], "390 px")
+        assert_fits_the_screen(browser)
+        browser.click(f"{notes_row} button.delete")
+        browser.wait(lambda: alert_open(browser), "the delete confirmation")
+        browser.driver.switch_to.alert.accept()
+        browser.wait(lambda: len(browser.files()) == 2, "2 files left")
+        browser.wait(lambda: browser.text("#usage-text").endswith("in 2 files · unlimited"), "usage after the delete")
+        assert_fits_the_screen(browser)
+    finally:
+        browser.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert_clean_console(browser)
+
+
+def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, browsers, tmp_path):
+    """With LINK_MAX_TTL=3 every link lasts 3 s: the page drops what it showed and asks for new ones."""
+    api = make_api_server(LINK_MAX_TTL="3").url
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page_url(web_origin, api), "ann@example.com")
+    folder = tmp_path / "files"
+    folder.mkdir()
+    notes, picture = folder / "notes.txt", folder / "picture.png"
+    notes.write_bytes(b"short-lived\n")
+    picture.write_bytes(png_bytes(32, 32))
+    browser.el("#upload-file").send_keys(f"{notes}\n{picture}")
+    browser.click("#upload")
+    rows = {f["name"]: f for f in browser.wait(lambda: len(browser.files()) == 2 and browser.files(), "2 files")}
+    notes_row = f'#files tr[data-id="{rows["notes.txt"]["id"]}"]'
+
+    # the shared link disappears when it stops working
+    browser.click(f"{notes_row} button.copy-link")
+    browser.wait(lambda: browser.shown("#share"), "the shared link")
+    shared = browser.el("#share-url").get_property("value")
+    assert "(3 s)" in browser.text("#share-expiry"), browser.text("#share-expiry")
+    browser.wait_status("The link to notes.txt has expired.")
+    assert not browser.shown("#share") and browser.el("#share-url").get_property("value") == ""
+    assert link_path(shared).startswith("/file/link/")
+
+    # the download's anchor goes with its link; the next click asks for a new one
+    first = browser.download(rows["notes.txt"]["id"])
+    assert first.read_bytes() == notes.read_bytes()
+    browser.wait(lambda: not browser.js("return !!document.querySelector(arguments[0])", f"{notes_row} a.download-link"),
+                 "the expired anchor removed", timeout=6)
+    assert browser.download(rows["notes.txt"]["id"]).read_bytes() == notes.read_bytes()
+
+    # a list refresh gives the thumbnail a new link
+    thumb = f'#files tr[data-id="{rows["picture.png"]["id"]}"] img.thumb'
+    old = browser.wait(lambda: browser.js(
+        "const i = document.querySelector(arguments[0]); return i && i.naturalWidth > 0 && i.src", thumb), "thumbnail")
+    browser.click("#reload")
+    browser.wait_status("Up to date.")
+    new = browser.wait(lambda: browser.js(
+        "const i = document.querySelector(arguments[0]); return i && i.naturalWidth > 0 && i.src", thumb), "thumbnail")
+    assert link_path(new).startswith("/file/link/") and new != old
+    assert_clean_console(browser)
+
+
+def assert_fits_the_screen(browser: Browser) -> None:
+    layout = browser.js(
+        """const root = document.documentElement;
+           return {scroll: root.scrollWidth, client: root.clientWidth,
+                   deletes: [...document.querySelectorAll('#files button.delete')].map(b => {
+                     const r = b.getBoundingClientRect();
+                     b.scrollIntoView({block: 'center'});
+                     const c = b.getBoundingClientRect();
+                     const hit = document.elementFromPoint(c.left + c.width / 2, c.top + c.height / 2);
+                     return {left: r.left, right: r.right, width: r.width, hit: hit === b};
+                   })};""")
+    assert layout["scroll"] <= layout["client"], f"the page scrolls sideways: {layout}"
+    assert layout["deletes"], layout
+    for delete in layout["deletes"]:
+        assert delete["width"] > 0 and delete["left"] >= 0 and delete["right"] <= layout["client"], layout
+        assert delete["hit"], f"a Delete button is covered: {layout}"
+
+
+def test_refused_uploads_show_the_reason_not_100_percent(make_api_server, web_origin, browsers, tmp_path):
+    api = make_api_server(MAX_UPLOAD_BYTES=str(MIB), QUOTA_BYTES="600000").url
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page_url(web_origin, api), "ann@example.com")
+    browser.wait(lambda: browser.text("#usage-text") == "0 B of 585.9 KiB used (0 %) · 0 files", "usage with quota")
+    assert browser.el("#usage-bar").get_property("max") == 600000
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+
+    def refused(name: str, size: int, reason: str) -> None:
+        (folder / name).write_bytes(os.urandom(size))
+        browser.el("#upload-file").send_keys(str(folder / name))
+        browser.click("#upload")
+        browser.wait(lambda: browser.text("#upload-label") == f"Not uploaded: {name}", "the failed upload's label")
+        message = browser.wait_error()
+        assert re.search(reason, message), message
+        assert browser.text("#upload-percent") == "0 %"
+        assert browser.el("#upload-progress").get_property("value") == 0
+        assert not browser.el("#upload").get_property("disabled")
+        assert browser.text("#page-info") == "No files yet"
+
+    refused("too-big.bin", 2 * MIB, "larger than the limit")  # 413 file_too_large, from the form upload
+    refused("over-quota.bin", 700_000, "quota")  # 413 quota_exceeded
+    # the resumable upload's refusal (over both limits: the server may name either)
+    refused("too-big-resumable.bin", 8 * MIB, "larger than the limit|quota")
+
+    # what fits is stored, and the bar moves
+    (folder / "fits.bin").write_bytes(os.urandom(100_000))
+    browser.el("#upload-file").send_keys(str(folder / "fits.bin"))
+    browser.click("#upload")
+    browser.wait_status("Uploaded fits.bin")
+    browser.wait(lambda: browser.text("#usage-text") == "97.7 KiB of 585.9 KiB used (16 %) · 1 file", "usage")
+    assert browser.el("#usage-bar").get_property("value") == 100000
+    assert browser.text("#upload-percent") == "100 %"
+    assert_clean_console(browser, expected=(r"status of 413",))
+
+
+def test_resumable_upload_pauses_survives_a_lost_network_and_a_reload(make_api_server, web_origin, browsers, tmp_path):
+    """Files of 8 MiB and more go through tus: pause, resume, a lost network, a page reload, and the stored
+    file is the local one byte for byte. Access tokens last 3 s, so the upload's requests need fresh ones."""
+    api = make_api_server(ACCESS_TOKEN_TTL=str(SHORT_TTL), JWT_LEEWAY="0").url
+    page = page_url(web_origin, api)
+    login = "ann@example.com"
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page, login)
+    big = tmp_path / "raw footage.bin"
+    big.write_bytes(os.urandom(20 * MIB))
+
+    def percent() -> int:
+        return int(browser.text("#upload-percent").split()[0])
+
+    browser.el("#upload-file").send_keys(str(big))
+    with browser.slow_upload(bytes_per_second=2 * MIB):
+        browser.click("#upload")
+        browser.wait(lambda: browser.shown("#pause") and percent() >= 10, "10 % sent")
+        assert browser.text("#upload-label") == "Uploading raw footage.bin"
+
+        # pause: nothing moves until Resume
+        browser.click("#pause")
+        browser.wait_status("Paused at")
+        assert browser.shown("#resume") and not browser.shown("#pause")
+        paused_at = percent()
+        time.sleep(1.5)
+        assert percent() == paused_at
+        browser.click("#resume")
+        browser.wait(lambda: percent() > paused_at + 5, "progress after Resume")
+
+        # the network goes away: the page says so; when it is back the upload goes on by itself
+        browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        message = browser.wait_error()
+        assert "interrupted" in message, message
+        assert browser.shown("#resume")
+        browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 2 * MIB})
+        browser.wait(lambda: browser.shown("#pause"), "the upload running again")
+        browser.wait_status("Resumed raw footage.bin.")
+        assert browser.text("#upload-label") == "Uploading raw footage.bin"
+        browser.wait(lambda: percent() >= 50, "half of the file sent")
+        assert browser.count_requests("/signin/new_token") >= 1  # the token expired meanwhile
+        assert browser.count_requests("/file/uploads") == 1  # created once
+
+        # a reload in the middle of a chunk; signed in again, the same file continues where the server is
+        browser.open(page)
+    browser.sign("signin", login, PASSWORD)
+    browser.wait(lambda: browser.text("#whoami") == login, "signed in again")
+    browser.wait(lambda: "raw footage.bin (20.0 MiB)" in (browser.text("#unfinished") or ""), "the unfinished upload")
+    browser.watch_progress()
+    browser.el("#upload-file").send_keys(str(big))
+    browser.click("#upload")
+    browser.wait_status("Uploaded raw footage.bin (20.0 MiB)")
+    seen = browser.seen_progress()
+    assert seen[0] >= 40 and seen[-1] == 100, seen  # it started from the server's offset, not from 0
+    assert browser.count_requests("/file/uploads") == 0  # no new upload: the old one went on
+    assert not browser.shown("#unfinished") and not browser.shown("#pause") and not browser.shown("#resume")
+    assert browser.js("return Object.keys(localStorage).filter(k => k.startsWith('tus::')).length") == 0
+
+    listed = browser.file_named("raw footage.bin")
+    assert listed["size"] == 20 * MIB
+    expected = hashlib.sha256(big.read_bytes()).hexdigest()
+    assert hashlib.sha256(browser.download(listed["id"]).read_bytes()).hexdigest() == expected
+    assert file_object(api, login, listed["id"])["sha256"] == expected
+    browser.error_free()
+
+    # Cancel: the partial upload is dropped, nothing is stored, and nothing is left to resume
+    browser.el("#upload-file").send_keys(str(big))
+    with browser.slow_upload(bytes_per_second=2 * MIB):
+        browser.click("#upload")
+        browser.wait(lambda: browser.shown("#pause") and percent() >= 5, "the second upload under way")
+        browser.click("#cancel")
+        assert "cancelled" in browser.wait_error()
+    assert browser.text("#upload-label") == "Not uploaded: raw footage.bin"
+    assert browser.text("#upload-percent") == "0 %"
+    assert not browser.shown("#pause") and not browser.shown("#resume") and not browser.shown("#cancel")
+    browser.wait(lambda: browser.js("return Object.keys(localStorage).filter(k => k.startsWith('tus::')).length") == 0,
+                 "the cancelled upload forgotten")
+    browser.click("#reload")
+    browser.wait_status("Up to date.")
+    assert [f["name"] for f in browser.files()] == ["raw footage.bin"]
+    assert not browser.shown("#unfinished")
+    assert_clean_console(browser, expected=(r"ERR_INTERNET_DISCONNECTED",))
+
+
+def file_object(api: str, login: str, file_id: str) -> dict:
+    def call(path: str, payload: dict | None = None, token: str | None = None) -> dict:
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(api + path, data=data, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.load(answer)["data"]
+
+    token = call("/signin", {"id": login, "password": PASSWORD})["access_token"]
+    return call(f"/file/{file_id}", token=token)
+
+
+def test_make_web_serves_the_page_for_the_given_api(api_server, browsers, tmp_path):
+    """`make web API_URL=…` end to end: the address it prints opens the page on that API."""
+    port = free_port()
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "web", f"WEB_PORT={port}", f"API_URL={api_server.url}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        printed = make.stdout.readline()
+        address = re.search(r"http://\S+", printed).group(0)
+        assert address == f"http://localhost:{port}/?api={api_server.url}", printed
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "make web did not start serving"
+                time.sleep(0.1)
+        browser = browsers("laptop")
+        browser.open(address)
+        assert browser.el("#api-base").get_attribute("value") == api_server.url
+        sign_up_on_page(browser, address, "ann@example.com")
+        # the address is remembered: the plain page keeps talking to that API
+        browser.open(f"http://localhost:{port}/")
+        assert browser.el("#api-base").get_attribute("value") == api_server.url
+        assert_clean_console(browser)
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(timeout=10)

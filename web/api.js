@@ -1,5 +1,5 @@
 // A client for the service's HTTP API: the {data, error} envelope, bearer tokens,
-// transparent refresh, uploads with progress and downloads with the server's file name.
+// transparent refresh, uploads with progress, and short-lived file links for the browser.
 
 export class ApiError extends Error {
   constructor(status, code, message, details = null) {
@@ -12,6 +12,9 @@ export class ApiError extends Error {
 
 // Status codes after which the session is gone for good: signing in again is the only way on.
 const SESSION_ENDED = new Set(["invalid_token", "invalid_refresh_token", "missing_token"]);
+
+// Seconds before its expiry at which accessToken() renews a token rather than send it.
+const TOKEN_MARGIN = 5;
 
 export class Api {
   #base = "";
@@ -75,6 +78,10 @@ export class Api {
     return this.#call("GET", `/file/list?${query}`);
   }
 
+  file(id) {
+    return this.#call("GET", `/file/${encodeURIComponent(id)}`);
+  }
+
   deleteFile(id) {
     return this.#call("DELETE", `/file/delete/${encodeURIComponent(id)}`);
   }
@@ -88,13 +95,25 @@ export class Api {
     return this.#authorized((token) => this.#send("PUT", path, token, file, onProgress));
   }
 
-  // The bytes and the name the server gives them (Content-Disposition), or `fallbackName`.
-  async download(id, fallbackName) {
-    const response = await this.#authorized((token) =>
-      this.#request("GET", `/file/download/${encodeURIComponent(id)}`, { token, raw: true }),
-    );
-    const name = filenameFrom(response.headers.get("Content-Disposition")) || fallbackName;
-    return { name, blob: await response.blob() };
+  // A short-lived URL for the file that needs no Authorization header (SPEC §7): for <a href>,
+  // <img src> and players. `disposition` is "attachment" (download) or "inline" (show).
+  link(id, disposition = "attachment") {
+    const path = `/file/${encodeURIComponent(id)}/link`;
+    return this.#authorized((token) => this.#request("POST", path, { token, json: { disposition } }));
+  }
+
+  usage() {
+    return this.#call("GET", "/user/usage");
+  }
+
+  // An access token for requests sent by other code (the resumable uploads): renewed first when
+  // it is about to expire, or when the server refused it (`refused` is that token).
+  async accessToken(refused = null) {
+    if (this.#access === null) throw signedOut();
+    if (this.#access === refused || secondsLeft(this.#access) < TOKEN_MARGIN) {
+      await this.#renew(this.#access);
+    }
+    return this.#access;
   }
 
   // --- tokens -------------------------------------------------------------
@@ -117,7 +136,7 @@ export class Api {
   // Runs `send(accessToken)`; on token_expired refreshes once and retries once.
   async #authorized(send) {
     if (this.#access === null) {
-      throw new ApiError(401, "missing_token", "You are signed out. Sign in again.");
+      throw signedOut();
     }
     const used = this.#access;
     try {
@@ -156,7 +175,7 @@ export class Api {
     }
     // Another request already refreshed (or the user signed out) while this one was in flight.
     if (this.#access === null) {
-      return Promise.reject(new ApiError(401, "missing_token", "You are signed out. Sign in again."));
+      return Promise.reject(signedOut());
     }
     return Promise.resolve();
   }
@@ -171,7 +190,7 @@ export class Api {
 
   // --- transport ----------------------------------------------------------
 
-  async #request(method, path, { json, token, raw = false } = {}) {
+  async #request(method, path, { json, token } = {}) {
     const headers = {};
     if (token) headers.Authorization = `Bearer ${token}`;
     if (json !== undefined) headers["Content-Type"] = "application/json";
@@ -186,7 +205,6 @@ export class Api {
     } catch {
       throw unreachable(this.#base);
     }
-    if (raw && response.ok) return response;
     let envelope = null;
     try {
       envelope = await response.json();
@@ -243,26 +261,18 @@ function unreachable(base) {
   );
 }
 
-// The file name of a Content-Disposition header: filename* (RFC 6266/8187) first, then filename.
-export function filenameFrom(header) {
-  if (!header) return null;
-  const extended = /filename\*\s*=\s*([\w!#$%&+^`{}~-]+)'[^']*'([^;\s]+)/i.exec(header);
-  if (extended && extended[1].toLowerCase() === "utf-8") {
-    try {
-      return baseName(decodeURIComponent(extended[2]));
-    } catch {
-      // malformed percent-encoding: fall back to the plain parameter
-    }
-  }
-  const plain = /(?:^|;)\s*filename\s*=\s*(?:"((?:\\.|[^"\\])*)"|([^;]+))/i.exec(header);
-  if (plain) {
-    const name = plain[1] !== undefined ? plain[1].replace(/\\(.)/g, "$1") : plain[2].trim();
-    return baseName(name);
-  }
-  return null;
+function signedOut() {
+  return new ApiError(401, "missing_token", "You are signed out. Sign in again.");
 }
 
-function baseName(name) {
-  const base = name.split(/[\\/]/).pop().trim();
-  return base || null;
+// Seconds until a JWT's `exp` by this browser's clock (Infinity when it cannot be read: the
+// server's token_expired answer is then what triggers the refresh).
+function secondsLeft(jwt) {
+  try {
+    const payload = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const { exp } = JSON.parse(atob(payload));
+    return typeof exp === "number" ? exp - Date.now() / 1000 : Infinity;
+  } catch {
+    return Infinity;
+  }
 }

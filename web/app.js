@@ -1,4 +1,5 @@
 import { Api, ApiError } from "./api.js";
+import { RESUMABLE_FROM, ResumableUpload, unfinishedUploads } from "./resumable.js";
 
 const DEFAULT_API = "http://localhost:3000";
 const API_KEY = "files.api";
@@ -19,6 +20,17 @@ const ui = {
   uploadForm: $("upload-form"),
   uploadFile: $("upload-file"),
   uploadButton: $("upload"),
+  pause: $("pause"),
+  resume: $("resume"),
+  cancel: $("cancel"),
+  unfinished: $("unfinished"),
+  usage: $("usage"),
+  usageBar: $("usage-bar"),
+  usageText: $("usage-text"),
+  share: $("share"),
+  shareName: $("share-name"),
+  shareUrl: $("share-url"),
+  shareExpiry: $("share-expiry"),
   progress: $("upload-progress"),
   percent: $("upload-percent"),
   uploadLabel: $("upload-label"),
@@ -30,7 +42,8 @@ const ui = {
   sessions: $("sessions"),
 };
 
-const state = { page: 1, pages: 0 };
+// `upload`: the resumable upload in progress, if any; `shareTimer`: hides the shared link at its expiry.
+const state = { page: 1, pages: 0, login: null, upload: null, shareTimer: null };
 const api = new Api(initialApiBase());
 
 // --- messages ---------------------------------------------------------------
@@ -65,8 +78,10 @@ async function run(button, action) {
 
 // --- API address ------------------------------------------------------------
 
+// ?api= (what `make web API_URL=…` prints) wins and is remembered, like an address typed on the page.
 function initialApiBase() {
   const fromQuery = new URLSearchParams(location.search).get("api");
+  if (fromQuery) localStorage.setItem(API_KEY, new Api(fromQuery).base);
   return fromQuery || localStorage.getItem(API_KEY) || DEFAULT_API;
 }
 
@@ -87,6 +102,7 @@ ui.apiForm.addEventListener("submit", (event) => {
 // --- signing in and out -------------------------------------------------------
 
 function showSignedIn(login) {
+  state.login = login;
   ui.whoami.textContent = login;
   ui.authView.hidden = true;
   ui.appView.hidden = false;
@@ -102,7 +118,14 @@ function showSignedOut() {
   ui.sessions.replaceChildren();
   ui.password.value = "";
   state.page = 1;
+  state.login = null;
+  if (state.upload) {
+    state.upload.stop(`The upload of ${state.upload.file.name} stopped at sign-out; sign in and choose the same file to continue.`);
+  }
+  hideShare();
+  showUsage(null);
   resetProgress();
+  ui.unfinished.hidden = true;
 }
 
 // The failed request itself reports the server's message; here only the view changes.
@@ -147,7 +170,7 @@ $("reload").addEventListener("click", (event) => {
 
 // Everything on the signed-in page, fetched together; the first failure is reported.
 async function loadAll() {
-  const results = await Promise.allSettled([loadInfo(), loadFiles(), loadSessions()]);
+  const results = await Promise.allSettled([loadInfo(), loadFiles(), loadUsage(), loadSessions(), showUnfinished()]);
   const failed = results.find((result) => result.status === "rejected");
   if (failed) throw failed.reason;
 }
@@ -171,6 +194,7 @@ async function loadFiles() {
   renderFiles(result);
 }
 
+// Every render asks for new links (thumbnails): a link is never kept past its expiry.
 function renderFiles({ items, page, pages, total }) {
   ui.files.replaceChildren(...items.map(fileRow));
   ui.pageInfo.textContent =
@@ -183,21 +207,59 @@ function updatePager() {
   ui.next.disabled = state.page >= state.pages;
 }
 
+// What browsers show without running anything, so the server serves it inline (SPEC §7).
+const THUMBNAIL = /^image\/(png|jpeg|gif|webp|avif|bmp)$/;
+const PLAYABLE = /^(audio|video)\//;
+const OPENABLE = /^(image\/(?!svg)|application\/pdf$|text\/plain$)/;
+
 function fileRow(file) {
   const row = document.createElement("tr");
   row.dataset.id = String(file.id);
+
+  // name cell: thumbnail, name, type underneath (and the player, when one is open)
+  const name = document.createElement("td");
+  name.className = "name";
+  const about = document.createElement("div");
+  about.className = "file";
+  const text = document.createElement("div");
+  const title = document.createElement("span");
+  title.className = "file-name";
+  title.textContent = file.name;
+  const type = document.createElement("span");
+  type.className = "type hint";
+  type.textContent = file.mime_type;
+  type.title = file.mime_type;
+  text.append(title, type);
+  if (THUMBNAIL.test(file.mime_type)) about.append(thumbnail(file));
+  about.append(text);
+  name.append(about);
   row.append(
-    cell(file.name, "name"),
+    name,
     cell(humanSize(file.size), "num size", `${file.size} bytes`),
-    cell(file.mime_type, "type"),
     cell(localTime(file.updated_at), "updated", file.updated_at),
   );
 
   const actions = document.createElement("td");
   actions.className = "row-actions";
+  const buttons = document.createElement("div");
+  buttons.className = "buttons";
 
   const download = button("Download", `Download ${file.name}`, "download");
-  download.addEventListener("click", () => run(download, () => downloadFile(file)));
+  download.addEventListener("click", () => run(download, () => downloadFile(file, buttons)));
+  buttons.append(download);
+
+  if (PLAYABLE.test(file.mime_type)) {
+    const play = button("Play", `Play ${file.name}`, "play");
+    play.addEventListener("click", () => run(play, () => togglePlayer(file, name, play)));
+    buttons.append(play);
+  } else if (OPENABLE.test(file.mime_type)) {
+    const open = button("Open", `Open ${file.name} in a new tab`, "open");
+    open.addEventListener("click", () => run(open, () => openFile(file, buttons)));
+    buttons.append(open);
+  }
+
+  const share = button("Copy link", `Copy a link to ${file.name}`, "copy-link");
+  share.addEventListener("click", () => run(share, () => shareLink(file)));
 
   // a real file input inside a label, so Replace works with the keyboard and screen readers
   const replace = document.createElement("label");
@@ -224,53 +286,286 @@ function fileRow(file) {
     if (confirm(`Delete “${file.name}”? This cannot be undone.`)) run(remove, () => deleteFile(file));
   });
 
-  actions.append(download, replace, remove);
+  buttons.append(share, replace, remove);
+  actions.append(buttons);
   row.append(actions);
   return row;
 }
 
+// --- links: downloads, thumbnails, players, sharing ---------------------------
+
+// Follows a file link with a plain anchor, so the browser itself downloads the file or opens
+// the tab (no fetch, no Blob in memory). The anchor stays until the link expires.
+function follow(container, link, className, attributes) {
+  const anchor = document.createElement("a");
+  anchor.className = className;
+  anchor.hidden = true;
+  anchor.href = link.url;
+  for (const [key, value] of Object.entries(attributes)) anchor.setAttribute(key, value);
+  container.querySelector(`a.${className}`)?.remove();
+  container.append(anchor);
+  setTimeout(() => anchor.remove(), untilExpiry(link));
+  anchor.click();
+}
+
+async function downloadFile(file, container) {
+  const link = await api.link(file.id, "attachment");
+  follow(container, link, "download-link", { download: file.name });
+  say(`Downloading ${file.name}.`);
+}
+
+async function openFile(file, container) {
+  const link = await api.link(file.id, "inline");
+  follow(container, link, "open-link", { target: "_blank", rel: "noopener noreferrer" });
+  say(`Opened ${file.name} in a new tab.`);
+}
+
+// The picture of an image file, through an inline link. Should the browser fetch it again after
+// the link expired (it answers 410), one new link is asked for; a picture that cannot be shown
+// (not decodable, or no link) is left out: the row is still useful without it.
+function thumbnail(file) {
+  const image = document.createElement("img");
+  image.className = "thumb";
+  image.alt = "";
+  image.width = 40;
+  image.height = 40;
+  image.decoding = "async";
+  image.referrerPolicy = "no-referrer";
+  let expiresAt = 0;
+  const load = () =>
+    api.link(file.id, "inline").then(
+      (link) => {
+        expiresAt = Date.now() + untilExpiry(link);
+        image.src = link.url;
+      },
+      () => image.remove(),
+    );
+  image.addEventListener("error", () => {
+    if (Date.now() >= expiresAt && expiresAt > 0) {
+      expiresAt = 0;
+      load();
+    } else {
+      image.remove();
+    }
+  });
+  load();
+  return image;
+}
+
+async function togglePlayer(file, container, toggle) {
+  const playing = container.querySelector(".player");
+  if (playing) {
+    playing.remove();
+    toggle.textContent = "Play";
+    return;
+  }
+  let link = await api.link(file.id, "inline");
+  let expiresAt = Date.now() + untilExpiry(link);
+  const player = document.createElement(file.mime_type.startsWith("video/") ? "video" : "audio");
+  player.className = "player";
+  player.controls = true;
+  player.preload = "metadata";
+  player.src = link.url;
+  // The player fetches ranges as it plays; once its link has expired it gets a new one and
+  // goes on from where it was.
+  player.addEventListener("error", () =>
+    run(null, async () => {
+      if (!player.isConnected) return;
+      if (Date.now() < expiresAt) throw new Error(`This browser cannot play ${file.name}.`);
+      const at = player.currentTime;
+      link = await api.link(file.id, "inline");
+      expiresAt = Date.now() + untilExpiry(link);
+      player.src = link.url;
+      player.currentTime = at;
+    }),
+  );
+  container.append(player);
+  toggle.textContent = "Close player";
+}
+
+async function shareLink(file) {
+  const link = await api.link(file.id, "attachment");
+  const wait = untilExpiry(link);
+  const until = clock(new Date(Date.now() + wait));
+  ui.shareName.textContent = file.name;
+  ui.shareUrl.value = link.url;
+  ui.shareExpiry.textContent =
+    `Anyone with this link can download the file until ${until} (${duration(link.expires_in)}); ` +
+    "after that it stops working.";
+  ui.share.hidden = false;
+  clearTimeout(state.shareTimer);
+  state.shareTimer = setTimeout(() => {
+    hideShare();
+    say(`The link to ${file.name} has expired.`);
+  }, wait);
+  try {
+    await navigator.clipboard.writeText(link.url);
+    say(`Copied a link to ${file.name}; it expires at ${until}.`);
+  } catch {
+    // no clipboard access here (an insecure origin, or the page lost focus): copy it by hand
+    ui.shareUrl.focus();
+    ui.shareUrl.select();
+    say(`A link to ${file.name} is below; it expires at ${until}.`);
+  }
+}
+
+function hideShare() {
+  clearTimeout(state.shareTimer);
+  ui.share.hidden = true;
+  ui.shareUrl.value = "";
+}
+
+// Milliseconds this link has left, by this browser's clock: expires_in counts from the moment
+// the server issued it, so a second is taken off for the trip.
+function untilExpiry(link) {
+  return Math.max(0, (link.expires_in - 1) * 1000);
+}
+
+// --- usage ------------------------------------------------------------------
+
+async function loadUsage() {
+  showUsage(await api.usage());
+}
+
+function showUsage(usage) {
+  ui.usage.hidden = usage === null;
+  if (usage === null) return;
+  const { files, bytes, quota } = usage;
+  const count = `${files} ${files === 1 ? "file" : "files"}`;
+  ui.usage.dataset.bytes = String(bytes);
+  ui.usageBar.hidden = quota === null;
+  if (quota === null) {
+    ui.usageText.textContent = `${humanSize(bytes)} in ${count} · unlimited`;
+    ui.usageText.title = `${bytes} bytes; no quota`;
+    return;
+  }
+  ui.usageBar.max = quota;
+  ui.usageBar.high = quota * 0.9;
+  ui.usageBar.value = bytes;
+  const percent = Math.min(100, Math.floor((bytes / quota) * 100));
+  ui.usageText.textContent = `${humanSize(bytes)} of ${humanSize(quota)} used (${percent} %) · ${count}`;
+  ui.usageText.title = `${bytes} of ${quota} bytes`;
+}
+
+// --- uploads ----------------------------------------------------------------
+
 async function uploadFiles(files) {
   let done = 0;
-  for (const file of files) {
-    const counter = files.length > 1 ? ` (${done + 1} of ${files.length})` : "";
-    ui.uploadLabel.textContent = `Uploading ${file.name}${counter}`;
-    const stored = await api.upload(file, showProgress);
-    done += 1;
-    say(`Uploaded ${stored.name} (${humanSize(stored.size)}).`);
+  try {
+    for (const file of files) {
+      const counter = files.length > 1 ? ` (${done + 1} of ${files.length})` : "";
+      const stored = await (file.size >= RESUMABLE_FROM ? uploadResumable(file, counter) : uploadOne(file, counter));
+      done += 1;
+      say(`Uploaded ${stored.name} (${humanSize(stored.size)}).`);
+    }
+  } finally {
+    if (done > 0) {
+      state.page = 1; // newest first: the new files are on the first page
+      await Promise.all([loadFiles(), loadUsage()]);
+    }
   }
   ui.uploadLabel.textContent = done === 1 ? "Upload complete" : `${done} uploads complete`;
   if (done > 1) say(`Uploaded ${done} files.`);
-  state.page = 1; // newest first: the new files are on the first page
-  await loadFiles();
+}
+
+async function uploadOne(file, counter) {
+  ui.uploadLabel.textContent = `Uploading ${file.name}${counter}`;
+  try {
+    return await api.upload(file, showProgress);
+  } catch (error) {
+    uploadFailed(file);
+    throw error;
+  }
+}
+
+// Large files go in 8 MiB chunks that survive a lost connection, a pause or a page reload.
+async function uploadResumable(file, counter) {
+  const upload = new ResumableUpload(api, state.login, file);
+  let interrupted = false;
+  upload.onProgress = showProgress;
+  upload.onChange = () => {
+    showUploadControls(upload);
+    if (interrupted && upload.running) {
+      interrupted = false;
+      ui.uploadLabel.textContent = `Uploading ${file.name}${counter}`;
+      say(`Resumed ${file.name}.`);
+    }
+  };
+  upload.onInterrupted = (error) => {
+    interrupted = true;
+    fail(error);
+    ui.uploadLabel.textContent = `Interrupted: ${file.name}${counter}`;
+  };
+  state.upload = upload;
+  ui.unfinished.hidden = true;
+  try {
+    await upload.start();
+    ui.uploadLabel.textContent = `${upload.resuming ? "Resuming" : "Uploading"} ${file.name}${counter}`;
+    const id = await upload.done;
+    // the completing answer names the file (X-File-Id); its object says what was stored
+    return id > 0 ? await api.file(id) : { name: file.name, size: file.size };
+  } catch (error) {
+    uploadFailed(file);
+    throw error;
+  } finally {
+    state.upload = null;
+    showUploadControls(null);
+  }
+}
+
+function showUploadControls(upload) {
+  ui.pause.hidden = !upload || !upload.running;
+  ui.resume.hidden = !upload || upload.running;
+  ui.cancel.hidden = !upload;
+}
+
+ui.pause.addEventListener("click", () => {
+  const upload = state.upload;
+  if (!upload) return;
+  upload.pause();
+  ui.uploadLabel.textContent = `Paused: ${upload.file.name}`;
+  say(`Paused at ${ui.percent.textContent}. Resume continues from there, even after a page reload.`);
+});
+
+ui.resume.addEventListener("click", () => {
+  const upload = state.upload;
+  if (!upload) return;
+  upload.resume();
+  ui.uploadLabel.textContent = `Uploading ${upload.file.name}`;
+  say(`Resumed ${upload.file.name}.`);
+});
+
+ui.cancel.addEventListener("click", () => {
+  if (state.upload) state.upload.cancel();
+});
+
+// Uploads this user left unfinished in this browser (a reload, a closed tab, a lost network).
+async function showUnfinished() {
+  const left = state.login && !state.upload ? await unfinishedUploads(api, state.login) : [];
+  ui.unfinished.hidden = left.length === 0;
+  ui.unfinished.textContent =
+    `Unfinished: ${left.map((upload) => `${upload.name} (${humanSize(upload.size)})`).join(", ")}. ` +
+    "Choose the same file and press Upload to continue where it stopped.";
 }
 
 async function replaceFile(file, chosen) {
   ui.uploadLabel.textContent = `Replacing ${file.name} with ${chosen.name}`;
-  const stored = await api.replace(file.id, chosen, showProgress);
+  let stored;
+  try {
+    stored = await api.replace(file.id, chosen, showProgress);
+  } catch (error) {
+    uploadFailed(chosen);
+    throw error;
+  }
   ui.uploadLabel.textContent = "Replace complete";
   say(`Replaced ${file.name} with ${stored.name} (${humanSize(stored.size)}).`);
-  await loadFiles();
+  await Promise.all([loadFiles(), loadUsage()]);
 }
 
 async function deleteFile(file) {
   await api.deleteFile(file.id);
   say(`Deleted ${file.name}.`);
-  await loadFiles();
-}
-
-async function downloadFile(file) {
-  const { name, blob } = await api.download(file.id, file.name);
-  const url = URL.createObjectURL(blob);
-  const link = document.createElement("a");
-  link.href = url;
-  link.download = name;
-  link.hidden = true;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  // the browser reads the blob asynchronously after the click
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  say(`Downloaded ${name}.`);
+  await Promise.all([loadFiles(), loadUsage()]);
 }
 
 function showProgress(loaded, total) {
@@ -285,6 +580,13 @@ function resetProgress() {
   ui.uploadLabel.textContent = "No upload yet";
 }
 
+// A refused or failed upload stored nothing: the bar goes back to empty, the error area says why.
+function uploadFailed(file) {
+  ui.progress.value = 0;
+  ui.percent.textContent = "0 %";
+  ui.uploadLabel.textContent = `Not uploaded: ${file.name}`;
+}
+
 ui.uploadForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const files = [...ui.uploadFile.files];
@@ -292,11 +594,13 @@ ui.uploadForm.addEventListener("submit", (event) => {
     fail(new Error("Choose a file to upload."));
     return;
   }
+  say(""); // an earlier failure is not this upload's
   run(ui.uploadButton, async () => {
     try {
       await uploadFiles(files);
     } finally {
       ui.uploadForm.reset();
+      await showUnfinished();
     }
   });
 });
@@ -415,6 +719,17 @@ function humanSize(bytes) {
 }
 
 const TIME_FORMAT = { dateStyle: "medium", timeStyle: "short" };
+const CLOCK_FORMAT = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
+
+function clock(moment) {
+  return moment.toLocaleTimeString(undefined, CLOCK_FORMAT);
+}
+
+function duration(seconds) {
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${Math.round(seconds / 3600)} h`;
+}
 
 function localTime(iso) {
   if (!iso) return "—";
