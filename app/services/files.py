@@ -7,10 +7,11 @@ the storage-check command), never a row without bytes.
 import logging
 import mimetypes
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 import magic
 from sqlalchemy import Integer, Select, bindparam, delete, select, update
@@ -272,7 +273,7 @@ def upload_file(
     db.commit()  # hold no connection or snapshot while the bytes stream in
     intake = Intake(stream, max_bytes, room)
     blob = _store(storage, intake, digest)
-    try:
+    with rows_for_stored(db, lambda: discard(storage, blob.key)):
         name = display_name(client_name)
         record = File(
             owner_id=owner_id, name=name, extension=extension_of(name), mime_type=detect_mime(intake.head, name),
@@ -283,15 +284,6 @@ def upload_file(
         quota.charge(db, owner_id=owner_id, growth=blob.size, default_quota=room.default_quota, files=1)
         db.add(record)
         db.commit()
-    except IntegrityError:
-        # The only constraint a new row can break is its owner: the account was deleted meanwhile.
-        db.rollback()
-        discard(storage, blob.key)
-        raise InvalidToken("the account of this token no longer exists") from None
-    except BaseException:
-        db.rollback()
-        discard(storage, blob.key)
-        raise
     return record
 
 
@@ -353,6 +345,23 @@ def delete_file(db: Session, storage: Storage, *, owner_id: int, file_id: int) -
             return
         db.rollback()
     raise Conflict("the file kept changing; try again")
+
+
+@contextmanager
+def rows_for_stored(db: Session, undo: Callable[[], None]) -> Iterator[None]:
+    """The transaction that makes rows point at bytes just stored: on any failure it is rolled back and
+    `undo` removes the bytes. The only constraint such new rows can break is their owner's: the account
+    was deleted meanwhile, so the token that asked is no longer any good."""
+    try:
+        yield
+    except IntegrityError:
+        db.rollback()
+        undo()
+        raise InvalidToken("the account of this token no longer exists") from None
+    except BaseException:
+        db.rollback()
+        undo()
+        raise
 
 
 def discard(storage: Storage, key: str) -> None:

@@ -19,15 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import (
-    ChecksumMismatch, Conflict, FileTooLarge, InvalidToken, NotFound, ServiceUnavailable, ValidationError,
+    ChecksumMismatch, Conflict, FileTooLarge, NotFound, ServiceUnavailable, ValidationError,
 )
 from app.models import File, Upload
 from app.services import quota
-from app.services.files import SNIFF_BYTES, detect_mime, discard, display_name, extension_of
+from app.services.files import SNIFF_BYTES, detect_mime, discard, display_name, extension_of, rows_for_stored
 from app.storage import CHUNK, ByteStream, Storage
 from app.storage.base import PartialInfo
 
@@ -102,25 +101,17 @@ def create_upload(
     if not standing.fits(length):
         raise standing.refusal()
     upload.storage_ref = storage.start_partial()
-    try:
+    with rows_for_stored(db, lambda: _drop(storage, upload.storage_ref)):
         quota.reserve(db, owner_id=owner_id, amount=length, default_quota=default_quota)
         db.add(upload)
         db.commit()
-    except IntegrityError:
-        db.rollback()
-        _drop(storage, upload.storage_ref)
-        raise InvalidToken("the account of this token no longer exists") from None
-    except BaseException:
-        db.rollback()
-        _drop(storage, upload.storage_ref)
-        raise
     return upload
 
 
 def _empty_file(db: Session, storage: Storage, upload: Upload, now: datetime) -> Upload:
     blob = storage.save(EmptyStream())
     upload.storage_ref = ""
-    try:
+    with rows_for_stored(db, lambda: discard(storage, blob.key)):
         record = _file_row(upload, blob.key, blob.sha256, b"", now)
         quota.charge(db, owner_id=upload.owner_id, growth=0, files=1, default_quota=0)
         db.add(record)
@@ -128,14 +119,6 @@ def _empty_file(db: Session, storage: Storage, upload: Upload, now: datetime) ->
         upload.file_id = record.id
         db.add(upload)
         db.commit()
-    except IntegrityError:
-        db.rollback()
-        discard(storage, blob.key)
-        raise InvalidToken("the account of this token no longer exists") from None
-    except BaseException:
-        db.rollback()
-        discard(storage, blob.key)
-        raise
     return upload
 
 
@@ -304,21 +287,13 @@ def _complete(
 ) -> File:
     """Bytes first (the partial upload becomes a blob), then the file row, counters and upload in one commit."""
     key = storage.finish_partial(upload.storage_ref, upload.length)
-    try:
+    with rows_for_stored(db, lambda: discard(storage, key)):
         sha256, head = _digest(storage, key)
         record = _file_row(upload, key, sha256, head, now)
         quota.settle(db, owner_id=upload.owner_id, amount=upload.length)
         db.add(record)
         db.flush()
         claim.release(received=upload.length, file_id=record.id, expires_at=expires_at)
-    except IntegrityError:
-        db.rollback()
-        discard(storage, key)
-        raise InvalidToken("the account of this token no longer exists") from None
-    except BaseException:
-        db.rollback()
-        discard(storage, key)
-        raise
     _drop(storage, upload.storage_ref)
     db.refresh(upload)
     return record
