@@ -4,7 +4,7 @@ a request asks for, preconditions, 304/206/416, and the headers of SPEC §4 and 
 import base64
 import unicodedata
 from datetime import timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from flask import Response, request
@@ -42,6 +42,17 @@ def download_headers(*extra: str) -> dict[str, Any]:
         "Last-Modified": header("When the content was last replaced.", {"type": "string"}),
     }
     return {**headers, **{name: optional[name] for name in extra}}
+
+
+def download_responses(headers: Callable[..., dict[str, Any]] = download_headers) -> dict[str, Any]:
+    """The 200/206/304 of a route that answers with a file's bytes, with `headers(*extra)` for each."""
+    return {
+        "200": {"description": "The whole content, with `Content-Type` = the stored `mime_type`.",
+                "headers": headers("Content-Length", "Last-Modified"), "content": BINARY},
+        "206": {"description": "The requested single range.",
+                "headers": headers("Content-Length", "Content-Range"), "content": BINARY},
+        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": headers()},
+    }
 
 
 def header_parameter(name: str, description: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from app import shapes
 from app.api import FILE_ID, FILE_ID_DOC, link, operation
 from app.auth import token_required
 from app.db import get_db, utcnow
-from app.downloads import BINARY, DOWNLOAD_PARAMETERS, download_headers, download_response, wanted_range
+from app.downloads import DOWNLOAD_PARAMETERS, download_response, download_responses, wanted_range
 from app.errors import (
     Conflict, FileTooLarge, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable, ValidationError,
 )
@@ -92,13 +92,7 @@ def metadata(file_id: int):
 @operation(
     "downloadFile", "files", "A file's bytes", path_docs=FILE_ID_DOC,
     errors=(PreconditionFailed, RangeNotSatisfiable), description="Streamed; never read whole into memory.",
-    responses={
-        "200": {"description": "The whole content, with `Content-Type` = the stored `mime_type`.",
-                "headers": download_headers("Content-Length", "Last-Modified"), "content": BINARY},
-        "206": {"description": "The requested single range.",
-                "headers": download_headers("Content-Length", "Content-Range"), "content": BINARY},
-        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": download_headers()},
-    },
+    responses=download_responses(),
     parameters=DOWNLOAD_PARAMETERS,
 )
 @token_required

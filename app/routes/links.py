@@ -10,7 +10,7 @@ from app.db import get_db, utcnow
 from app.errors import LinkExpired, PreconditionFailed, RangeNotSatisfiable
 from app.extensions import autocommit_engine, link_signer, storage
 from app.responses import ok
-from app.downloads import BINARY, DOWNLOAD_PARAMETERS, download_headers, download_response, wanted_range
+from app.downloads import DOWNLOAD_PARAMETERS, download_headers, download_response, download_responses, wanted_range
 from app.services.links import create_link, open_linked_file
 from app.validation import LinkRequest, body, parse
 
@@ -66,13 +66,7 @@ def link_headers(*extra: str) -> dict[str, Any]:
         "No `Authorization`: the link is the credential. `HEAD` too. The answers are those of `downloadFile`. "
         "A malformed or forged token, or a link whose file was deleted or replaced or whose session was signed "
         "out, is 404; a link past its expiry is 410."),
-    responses={
-        "200": {"description": "The whole content, with `Content-Type` = the stored `mime_type`.",
-                "headers": link_headers("Content-Length", "Last-Modified"), "content": BINARY},
-        "206": {"description": "The requested single range.",
-                "headers": link_headers("Content-Length", "Content-Range"), "content": BINARY},
-        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": link_headers()},
-    },
+    responses=download_responses(link_headers),
     parameters=DOWNLOAD_PARAMETERS,
 )
 def fetch(token: str):
