@@ -8,14 +8,14 @@ from flask import current_app, g, request
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.db import get_db, utcnow
+from app.db import Read, get_db, utcnow
 from app.errors import Forbidden, InvalidToken, MissingToken
 from app.extensions import autocommit_engine, tokens
 from app.models import DeviceSession, Role, User, UserRole
 
 # Built once: composing a statement costs more than running it over a warm connection.
-# One primary-key lookup (plus the user's row) without building ORM objects; a row only for a live session.
-SESSION_LOOKUP = (
+# One primary-key lookup (plus the user's row) on a plain cursor, no ORM objects; a row only for a live session.
+SESSION_LOOKUP = Read(
     select(DeviceSession.user_id, DeviceSession.last_used_at, User.login, User.file_count, User.bytes_used,
            User.bytes_reserved, User.quota_bytes)
     .join(User, User.id == DeviceSession.user_id)
@@ -55,12 +55,12 @@ def authenticate() -> None:
         raise MissingToken()
     claims = tokens().decode_access(token)
     now = utcnow()
-    with autocommit_engine().connect() as connection:
-        row = connection.execute(SESSION_LOOKUP, {"sid": claims["sid"], "now": now}).first()
-        if row is None or str(row.user_id) != claims["sub"]:
-            raise InvalidToken("the session of this token has been signed out")
-        # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
-        if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
+    row = SESSION_LOOKUP.first(autocommit_engine(), {"sid": claims["sid"], "now": now})
+    if row is None or str(row.user_id) != claims["sub"]:
+        raise InvalidToken("the session of this token has been signed out")
+    # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
+    if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
+        with autocommit_engine().connect() as connection:
             connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
     # file_count rides along for free: the file list's total needs no query of its own; the quota's counters
     # too: an upload reads no row before its body.

@@ -76,8 +76,7 @@ def upload():
 def listing():
     page, list_size = page_params()
     total = g.file_count  # read with the session, in the bearer check
-    with autocommit_engine().connect() as connection:
-        items = list_files(connection, owner_id=g.user_id, total=total, page=page, list_size=list_size)
+    items = list_files(autocommit_engine(), owner_id=g.user_id, total=total, page=page, list_size=list_size)
     return ok(shapes.FilePage.of([shapes.File.of(item) for item in items], page, list_size, total))
 
 

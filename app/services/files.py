@@ -11,14 +11,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import magic
 from sqlalchemy import Integer, Select, bindparam, delete, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import Read
 from app.errors import (
     Conflict, FileTooLarge, InvalidToken, NotFound, QuotaExceeded, ServiceUnavailable, ValidationError,
 )
@@ -122,11 +123,11 @@ def _page_query(order: tuple) -> Select:
 
 
 # Built once: composing these costs more than running them over a warm connection.
-PAGE_FROM_NEWEST, PAGE_FROM_OLDEST = _page_query(NEWEST_FIRST), _page_query(OLDEST_FIRST)
+PAGE_FROM_NEWEST, PAGE_FROM_OLDEST = Read(_page_query(NEWEST_FIRST)), Read(_page_query(OLDEST_FIRST))
 
 
-def list_files(connection: Connection, *, owner_id: int, total: int, page: int, list_size: int) -> list[Row]:
-    """One page of the owner's files, newest first, as plain rows: one statement, no transaction.
+def list_files(engine: Engine, *, owner_id: int, total: int, page: int, list_size: int) -> list[Any]:
+    """One page of the owner's files, newest first, as named tuples: one statement on an autocommit engine.
 
     `total` is the owner's counter (kept in the same transactions as the rows, not a count(*) scan);
     it only picks the cheaper end of the index to read from.
@@ -139,7 +140,7 @@ def list_files(connection: Connection, *, owner_id: int, total: int, page: int, 
     if offset > total // 2:
         # A page past the middle is read from the other end of the index, so no page skips more than half.
         query, skip = PAGE_FROM_OLDEST, total - offset - limit
-    return list(connection.execute(query, {"owner_id": owner_id, "limit": limit, "skip": skip}))
+    return query.all(engine, {"owner_id": owner_id, "limit": limit, "skip": skip})
 
 
 @dataclass(frozen=True)
