@@ -1,12 +1,15 @@
 """Choosing the file storage by STORAGE_URL, multipart uploads to S3, and exact ranges through gunicorn."""
+import errno
 import io
 import json
 import os
+import threading
 
 import pytest
 
 from app import create_app
 from app.storage import LocalStorage
+from app.storage.base import write_behind
 from app.storage.s3 import S3Storage
 from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, S3_CREDENTIALS, S3_ONCE, bearer, sign_up, stored_files
 from tests.test_files import get, live_token, multipart, send, sha
@@ -84,3 +87,53 @@ def test_ranges_through_gunicorn_are_exact(live_server):
         assert headers["Content-Range"] == f"bytes {start}-{end}/{size}"
     status, headers, data = get(live_server, url, token, {"Range": "bytes=0-0", "If-None-Match": f'"{sha(content)}"'})
     assert status == 304 and data == b""
+
+
+# -- writing behind the reader: a second thread hashes and writes while the body is still being read -----------
+
+
+class Chunks:
+    """A stream answering the given chunks, then b""; `fail_at` raises instead of answering that chunk."""
+
+    def __init__(self, chunks: list[bytes], fail_at: int | None = None):
+        self.chunks, self.fail_at, self.reads = list(chunks), fail_at, 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.reads += 1
+        if self.fail_at is not None and self.reads == self.fail_at:
+            raise ConnectionResetError("the client went away")
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+def test_write_behind_passes_every_chunk_on_in_order():
+    chunks = [os.urandom(n) for n in (MIB, 17, MIB, 3 * MIB, 1, MIB // 2)] * 5
+    seen: list[bytes] = []
+    assert write_behind(Chunks(chunks), seen.append, depth=2) == sum(map(len, chunks))
+    assert b"".join(seen) == b"".join(chunks)
+    assert write_behind(Chunks([]), seen.append) == 0
+
+
+def test_write_behind_stops_reading_when_writing_fails_and_raises_that_error():
+    threads = threading.active_count()
+    written: list[bytes] = []
+
+    def store(chunk: bytes) -> None:
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(chunk)
+
+    source = Chunks([b"x" * MIB] * 100)
+    with pytest.raises(OSError) as raised:
+        write_behind(source, store, depth=2)
+    assert raised.value.errno == errno.ENOSPC
+    assert len(written) == 3 and source.reads < 20  # the rest of the body is not read for nothing
+    assert threading.active_count() == threads
+
+
+def test_write_behind_raises_the_readers_error_after_the_writer_has_finished():
+    threads = threading.active_count()
+    written: list[bytes] = []
+    with pytest.raises(ConnectionResetError):
+        write_behind(Chunks([b"y" * MIB] * 10, fail_at=6), written.append, depth=2)
+    assert written == [b"y" * MIB] * 5  # everything read before the failure, and nothing after it
+    assert threading.active_count() == threads

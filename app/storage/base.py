@@ -1,9 +1,13 @@
 """The storage interface: what every backend offers, and the shapes of what it returns."""
+import queue
 import secrets
+import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterator, Protocol
 
 CHUNK = 1 << 20
+# Chunks read ahead of the writing thread: at most this many MiB more per upload in flight.
+WRITE_BEHIND_DEPTH = 4
 KEY_LENGTH = 32  # hex characters: 128 random bits
 
 
@@ -92,3 +96,46 @@ class Storage(Protocol):
 
 def new_key() -> str:
     return secrets.token_hex(KEY_LENGTH // 2)
+
+
+def write_behind(stream: ByteStream, consume: Callable[[bytes], None], depth: int = WRITE_BEHIND_DEPTH) -> int:
+    """Read `stream` to its end and `consume` every chunk, in order; the number of bytes read.
+
+    From the second chunk on, `consume` runs on a thread of its own while this one reads the next chunk:
+    reading is Python (the server's body reader, the multipart parser) and holds the GIL; hashing and
+    writing a chunk of a MiB release it, so on two cores the upload takes about the longer of the two,
+    not their sum. A body of one chunk (most files) starts no thread. An error on either side stops both
+    and is raised here, the reader's first.
+    """
+    first = stream.read(CHUNK)
+    if not first:
+        return 0
+    chunk = stream.read(CHUNK)
+    consume(first)
+    if not chunk:
+        return len(first)
+    size = len(first)
+    chunks: "queue.Queue[bytes | None]" = queue.Queue(maxsize=depth)
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        while (item := chunks.get()) is not None:
+            if not failed:  # after a failure, only drain, so the reader never blocks on a full queue
+                try:
+                    consume(item)
+                except BaseException as e:  # raised on the reading thread below
+                    failed.append(e)
+
+    worker = threading.Thread(target=work, name="write-behind", daemon=True)
+    worker.start()
+    try:
+        while chunk and not failed:
+            chunks.put(chunk)
+            size += len(chunk)
+            chunk = stream.read(CHUNK)
+    finally:
+        chunks.put(None)
+        worker.join()
+    if failed:
+        raise failed[0]
+    return size

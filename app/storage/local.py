@@ -5,7 +5,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator, cast
 
-from app.storage.base import CHUNK, KEY_LENGTH, BlobInfo, ByteStream, PartialInfo, StoredBlob, new_key
+from app.storage.base import KEY_LENGTH, BlobInfo, ByteStream, PartialInfo, StoredBlob, new_key, write_behind
 
 TMP_DIR = ".tmp"
 PARTIAL_DIR = ".uploads"
@@ -29,14 +29,16 @@ class LocalStorage:
 
     def save(self, stream: ByteStream) -> StoredBlob:
         key = new_key()
-        digest, size = hashlib.sha256(), 0
+        digest = hashlib.sha256()
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
         try:
             with open(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
+
+                def store(chunk: bytes) -> None:
                     digest.update(chunk)
                     out.write(chunk)
-                    size += len(chunk)
+
+                size = write_behind(stream, store)
                 out.flush()
                 # The database row that will point here is committed durably; the bytes must be too.
                 os.fsync(out.fileno())
@@ -98,11 +100,8 @@ class LocalStorage:
                 raise FileNotFoundError(f"partial upload {ref} has lost bytes before {offset}")
             out.truncate(offset)  # what an attempt never committed left behind
             out.seek(offset)
-            size = offset
             try:
-                while chunk := stream.read(CHUNK):
-                    out.write(chunk)
-                    size += len(chunk)
+                size = offset + write_behind(stream, out.write)
                 out.flush()
                 os.fsync(out.fileno())
             except BaseException:
