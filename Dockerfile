@@ -17,7 +17,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UPLOAD_DIR=/data/uploads \
     INSTANCE_DIR=/data/instance
 
-# libmagic1: content sniffing; libmariadb3: the client library mysqlclient (mysql+mysqldb://) runs on.
+# libmagic1: content sniffing; libmariadb3: the client library of mysqlclient, which a mysql:// DATABASE_URL uses.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libmagic1 libmariadb3 \
  && rm -rf /var/lib/apt/lists/* \

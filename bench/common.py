@@ -17,13 +17,16 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import make_url
 
+from app.db import with_driver
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
-BENCH_DB_URL = os.environ.get("BENCH_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/filesvc_bench")
+BENCH_DB_URL = with_driver(os.environ.get("BENCH_DATABASE_URL", "mysql://root@127.0.0.1:3306/filesvc_bench"))
 SECRET = "bench-secret-" + "b" * 40
 
 
 def fresh_database(url: str = BENCH_DB_URL) -> str:
+    url = with_driver(url)
     parsed = make_url(url)
     server = sa.create_engine(parsed.set(database=""))
     with server.connect() as connection:

@@ -30,7 +30,7 @@ from bench import common  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work" / "files"
 DATABASE_URL = os.environ.get(
-    "BENCH_FILES_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/filesvc_bench_files"
+    "BENCH_FILES_DATABASE_URL", "mysql://root@127.0.0.1:3306/filesvc_bench_files"
 )
 SIZE = int(os.environ.get("BENCH_FILE_BYTES", str(1 << 30)))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -51,7 +51,7 @@ def fresh_database(url: str) -> sa.Engine:
 
 
 def drop_database(url: str) -> None:
-    parsed = make_url(url)
+    parsed = make_url(common.with_driver(url))
     server = sa.create_engine(parsed.set(database=""))
     with server.connect() as connection:
         connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common  # noqa: E402
 from bench.files_bench import MIB, PeakRss, api, curl, make_source, rss_kib  # noqa: E402
 
-DATABASE_URL = os.environ.get("BENCH_LINKS_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/filesvc_bench_links")
+DATABASE_URL = os.environ.get("BENCH_LINKS_DATABASE_URL", "mysql://root@127.0.0.1:3306/filesvc_bench_links")
 SIZE = int(os.environ.get("BENCH_LINK_FILE_BYTES", str(1 << 30)))
 ROUNDS = max(3, int(os.environ.get("BENCH_ROUNDS", "3")))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))

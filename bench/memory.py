@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
 
-DATABASE_URL = os.environ.get("BENCH_MEMORY_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/filesvc_mem_bench")
+DATABASE_URL = os.environ.get("BENCH_MEMORY_DATABASE_URL", "mysql://root@127.0.0.1:3306/filesvc_mem_bench")
 UPLOAD_BYTES = int(os.environ.get("BENCH_MEMORY_UPLOAD_BYTES", str(200_000_000)))
 RUNS = int(os.environ.get("BENCH_MEMORY_RUNS", "5"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))

@@ -24,7 +24,7 @@ from bench import common  # noqa: E402
 SIZE = int(os.environ.get("BENCH_TUS_BYTES", str(1 << 30)))
 CHUNK = int(os.environ.get("BENCH_TUS_CHUNK", str(8 << 20)))
 ROUNDS = int(os.environ.get("BENCH_TUS_ROUNDS", "3"))
-DATABASE_URL = os.environ.get("BENCH_TUS_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/filesvc_tus_bench")
+DATABASE_URL = os.environ.get("BENCH_TUS_DATABASE_URL", "mysql://root@127.0.0.1:3306/filesvc_tus_bench")
 BLOCK = os.urandom(1 << 20)  # the content: this MiB over and over, generated as it is sent
 WORK = common.WORK / "tus"
 

@@ -6,15 +6,16 @@ client headers, requirements-mysqlclient.txt): its case is skipped when it is no
 REQUIRE_MYSQLCLIENT=1.
 """
 import importlib.util
+import io
+import os
+import re
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from app import db
-import os
-
-from tests.conftest import MYSQL_TEST_URL, REQUIRE_MYSQL
+from tests.conftest import MYSQL_TEST_URL, REQUIRE_MYSQL, bearer, sign_up
 
 DRIVERS = {"pymysql": "pymysql", "mysqldb": "MySQLdb"}
 REQUIRED = {"pymysql": REQUIRE_MYSQL, "mysqldb": os.environ.get("REQUIRE_MYSQLCLIENT") == "1"}
@@ -63,3 +64,34 @@ def test_idle_connection_is_pinged_and_a_dead_one_replaced(server_url, autocommi
     finally:
         engine.dispose()
         killer.dispose()
+
+
+def test_a_mysql_url_without_a_driver_takes_mysqlclient_where_it_is_installed():
+    expected = "mysqldb" if importlib.util.find_spec("MySQLdb") else "pymysql"
+    assert db.with_driver("mysql://u:p@db:3306/files") == f"mysql+{expected}://u:p@db:3306/files"
+    assert db.with_driver("mariadb://db/files") == f"mariadb+{expected}://db/files"
+    for pinned in ("mysql+pymysql://db/files", "mysql+mysqldb://db/files", "sqlite:///instance/app.db"):
+        assert db.with_driver(pinned) == pinned
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_the_bearer_check_and_the_file_list_on_each_driver(server_url, database_urls, make_app):
+    """The per-request reads run on the driver's own cursor: the same answers from both drivers."""
+    driver = make_url(server_url).drivername
+    app = make_app(DATABASE_URL=make_url(database_urls["mysql"]).set(drivername=driver).render_as_string(False))
+    assert app.extensions["autocommit_engine"].dialect.driver == driver.partition("+")[2]
+    client = app.test_client()
+    headers = bearer(sign_up(client, "drivers@example.com")["access_token"])
+    for name in ("a.txt", "b.txt", "c.txt"):
+        response = client.post("/file/upload", headers=headers, data={"file": (io.BytesIO(name.encode()), name)})
+        assert response.status_code == 201
+    assert client.get("/info", headers=headers).json["data"] == {"id": "drivers@example.com"}
+    page = client.get("/file/list?page=1&list_size=2", headers=headers).json["data"]
+    assert [item["name"] for item in page["items"]] == ["c.txt", "b.txt"]
+    assert page["total"] == 3 and page["items"][0]["size"] == 5
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", page["items"][0]["uploaded_at"])
+    assert client.get("/file/list?page=2&list_size=2", headers=headers).json["data"]["items"][0]["name"] == "a.txt"
+
+    assert client.post("/logout", headers=headers).status_code == 200
+    gone = client.get("/info", headers=headers)
+    assert gone.status_code == 401 and gone.json["error"]["code"] == "invalid_token"
