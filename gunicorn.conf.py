@@ -1,8 +1,10 @@
 """gunicorn settings for every environment; override with the environment variables named here.
 
 They are read after `.env` (see config.py), so `PORT=3901` there is honoured; the real environment wins."""
+import errno
 import gc
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +35,30 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 preload_app = os.environ.get("GUNICORN_PRELOAD", "false").strip().lower() in ("1", "true", "yes", "on")
 # No runtime control socket: several instances on one host would fight over its default path.
 control_socket_disable = True
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections across
+# them evenly. On one shared socket, a burst of connections (a client's or a proxy's pool opening at once)
+# could be accepted mostly by one worker, which then served them all on its one GIL at about half the
+# server's rate (bench/README.md). The port check below keeps a second server from silently sharing the port.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").strip().lower() in ("1", "true", "yes", "on")
+
+
+def on_starting(server):
+    """With reuse_port nothing would stop a second server from binding the same port and taking half of its
+    connections: refuse to start when something already listens there, as a plain bind would."""
+    if not server.cfg.reuse_port:
+        return
+    for address in server.cfg.address:
+        if not isinstance(address, tuple):  # a unix socket: its path is checked by the bind itself
+            continue
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # connections in TIME_WAIT do not count
+            try:
+                probe.bind(address[:2])
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise SystemExit(f"{address[0]}:{address[1]} is already in use by another server") from None
+                raise
 
 
 def pre_fork(server, worker):

@@ -1,9 +1,16 @@
 """Requests gunicorn refuses before the app runs still get the JSON envelope, X-Request-ID and CORS."""
 import http.client
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.conftest import ROOT
+from tests.faults import worker_pids
 
 
 def raw_get(server, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -51,3 +58,61 @@ def test_the_worker_refuses_to_start_on_a_gunicorn_it_does_not_know(monkeypatch)
     monkeypatch.delattr(util, "write_error")
     with pytest.raises(RuntimeError, match="write_error"):
         check_patch_target()
+
+
+# -- one listening socket per worker (SO_REUSEPORT) ------------------------------------------------------------
+
+
+def sockets_of(pid: int) -> set[str]:
+    """The socket inodes a process holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def connections_to(port: int) -> set[str]:
+    """Inodes of the established TCP connections whose local end is `port` (the server's side of each)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    return inodes
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(live_server):
+    """32 clients connecting at once are served by both workers, not piled onto one of them."""
+    port = urlsplit(live_server.url).port
+    clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(32)]
+    try:
+        for client in clients:
+            client.connect()
+        for client in clients:  # one request on each, and every connection stays open (keep-alive)
+            client.request("GET", "/ping")
+            assert client.getresponse().read() == b'{"data":{"pong":true},"error":null}'
+        served = connections_to(port)
+        held = sorted(len(sockets_of(pid) & served) for pid in worker_pids(live_server.process.pid))
+        assert sum(held) == 32 and len(held) == 2
+        assert held[0] >= 6, held  # an even split is 16 each; below 6 happens by chance about once in 10,000
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_second_server_on_a_port_in_use_refuses_to_start(live_server):
+    port = urlsplit(live_server.url).port
+    second = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+        cwd=ROOT, env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert second.returncode != 0
+    assert f"127.0.0.1:{port} is already in use by another server" in second.stderr + second.stdout
+    assert raw_get(live_server, "/ping")[0] == 200  # the first one keeps the port, and all of its traffic
