@@ -366,6 +366,17 @@ def test_every_page_size_walks_the_same_order_and_total_follows_deletes(client, 
         assert page - 1 == body["pages"]
 
 
+def test_near_and_far_pages_from_either_end_walk_the_same_order(client, signed_in):
+    """Pages that skip few entries and pages that skip many (read with another statement) agree, from both ends."""
+    ids = [uploaded(client, signed_in, b"%d" % i, f"f{i}.txt")["id"] for i in range(230)]
+    for size in (1, 7, 100):
+        walked, page = [], 1
+        while items := client.get(f"/file/list?page={page}&list_size={size}", headers=signed_in).json["data"]["items"]:
+            walked += [item["id"] for item in items]
+            page += 1
+        assert walked == ids[::-1], size
+
+
 @pytest.mark.parametrize("query", ["", "?page=&list_size=", "?page=1", "?list_size=10"])
 def test_list_defaults_when_absent_or_empty(client, signed_in, query):
     body = client.get(f"/file/list{query}", headers=signed_in).json["data"]
