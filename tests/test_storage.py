@@ -13,6 +13,7 @@ from app.storage.base import write_behind
 from app.storage.s3 import S3Storage
 from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, S3_CREDENTIALS, S3_ONCE, bearer, sign_up, stored_files
 from tests.test_files import get, live_token, multipart, send, sha
+from tests.test_uploads import TUS, created, patch
 
 MIB = 1 << 20
 
@@ -137,3 +138,25 @@ def test_write_behind_raises_the_readers_error_after_the_writer_has_finished():
         write_behind(Chunks([b"y" * MIB] * 10, fail_at=6), written.append, depth=2)
     assert written == [b"y" * MIB] * 5  # everything read before the failure, and nothing after it
     assert threading.active_count() == threads
+
+
+@pytest.mark.parametrize(("backend", "storage_kind"), BACKEND_STORAGE, indirect=["backend"])
+def test_files_past_several_writeback_steps_are_stored_whole(live_server, client):
+    """Uploads long enough that their disk writes start while they arrive: every byte, once, in order."""
+    token = live_token(live_server)
+    content = os.urandom(21 * MIB + 5)
+    head, tail, content_type = multipart(content, "long.bin")
+    status, _, body = send(live_server, "POST", "/file/upload", token, [head, tail], content_type)
+    assert status == 201
+    stored = json.loads(body)["data"]
+    assert stored["size"] == len(content) and stored["sha256"] == sha(content)
+    assert get(live_server, f"/file/download/{stored['id']}", token)[2] == content
+
+    # A resumable upload whose chunks each span several steps, appended to one file.
+    headers = {**bearer(token), **TUS}
+    path = created(client, headers, len(content), "long-tus.bin")
+    for start in range(0, len(content), 17 * MIB):
+        response = patch(client, headers, path, start, content[start:start + 17 * MIB])
+        assert response.status_code == 204
+    file_id = response.headers["X-File-Id"]  # the last chunk completes the upload
+    assert client.get(f"/file/download/{file_id}", headers=bearer(token)).data == content
