@@ -1,4 +1,5 @@
 """Faults on demand: a TCP proxy that can lose its server, and the worker processes of a gunicorn."""
+import os
 import socket
 import threading
 import time
@@ -108,6 +109,40 @@ class TcpProxy:
 
     def close(self) -> None:
         self.cut()
+
+
+def open_files(pid: int) -> list[str]:
+    """What each of a process's file descriptors points at: a path, or `socket:[<inode>]`."""
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:  # closed while we looked
+            continue
+    return targets
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets a process holds open."""
+    return {target[len("socket:["):-1] for target in open_files(pid) if target.startswith("socket:[")}
+
+
+def tcp_inodes(*, local_port: int | None = None, remote_port: int | None = None,
+               established: bool = False) -> set[str]:
+    """Inodes of this host's TCP sockets with that local or remote port (from /proc/net/tcp and tcp6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = (int(fields[i].rsplit(":", 1)[1], 16) for i in (1, 2))
+            if local_port not in (None, local) or remote_port not in (None, remote):
+                continue
+            if established and fields[3] != "01":  # 01: ESTABLISHED
+                continue
+            inodes.add(fields[9])
+    return inodes
 
 
 def worker_pids(master_pid: int) -> set[int]:

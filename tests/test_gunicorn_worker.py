@@ -4,13 +4,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.faults import worker_pids
+from tests.faults import socket_inodes, tcp_inodes, worker_pids
 
 
 def raw_get(server, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -63,30 +62,6 @@ def test_the_worker_refuses_to_start_on_a_gunicorn_it_does_not_know(monkeypatch)
 # -- one listening socket per worker (SO_REUSEPORT) ------------------------------------------------------------
 
 
-def sockets_of(pid: int) -> set[str]:
-    """The socket inodes a process holds open."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
-    return inodes
-
-
-def connections_to(port: int) -> set[str]:
-    """Inodes of the established TCP connections whose local end is `port` (the server's side of each)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
-                inodes.add(fields[9])
-    return inodes
-
-
 def test_a_burst_of_connections_is_spread_over_the_workers(live_server):
     """32 clients connecting at once are served by both workers, not piled onto one of them."""
     port = urlsplit(live_server.url).port
@@ -97,8 +72,8 @@ def test_a_burst_of_connections_is_spread_over_the_workers(live_server):
         for client in clients:  # one request on each, and every connection stays open (keep-alive)
             client.request("GET", "/ping")
             assert client.getresponse().read() == b'{"data":{"pong":true},"error":null}'
-        served = connections_to(port)
-        held = sorted(len(sockets_of(pid) & served) for pid in worker_pids(live_server.process.pid))
+        served = tcp_inodes(local_port=port, established=True)
+        held = sorted(len(socket_inodes(pid) & served) for pid in worker_pids(live_server.process.pid))
         assert sum(held) == 32 and len(held) == 2
         assert held[0] >= 6, held  # an even split is 16 each; below 6 happens by chance about once in 10,000
     finally:

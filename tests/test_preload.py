@@ -4,12 +4,12 @@ import json
 import os
 import subprocess
 import urllib.request
-from pathlib import Path
 
 from sqlalchemy import text
 
 from app.db import after_fork
 from tests.conftest import PASSWORD
+from tests.faults import open_files, socket_inodes, tcp_inodes
 
 MYSQL_PORT = 3306
 
@@ -29,33 +29,11 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def mysql_socket_inodes() -> set[str]:
-    """Inodes of this host's TCP sockets connected to port 3306."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if not os.path.exists(table):
-            continue
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[2].rsplit(":", 1)[1], 16) == MYSQL_PORT:
-                inodes.add(fields[9])
-    return inodes
-
-
 def database_handles(pid: int, database_file: str | None) -> set[str]:
     """What `pid` holds open on the database: the SQLite file, or sockets to MySQL (by inode)."""
-    mysql = mysql_socket_inodes() if database_file is None else set()
-    held = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if database_file is not None and target == database_file:
-            held.add(f"fd {fd.name}")
-        elif target.startswith("socket:[") and target[8:-1] in mysql:
-            held.add(target)
-    return held
+    if database_file is not None:
+        return {target for target in open_files(pid) if target == database_file}
+    return socket_inodes(pid) & tcp_inodes(remote_port=MYSQL_PORT)
 
 
 def test_preloaded_workers_serve_and_hold_their_own_connections(make_live_server, backend, database_urls):
