@@ -38,9 +38,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-# A MySQL URL without a driver (`mysql://`, `mariadb://`) takes the fastest one installed: mysqlclient, C,
-# measured side by side (bench/README.md) at 20–30 % less CPU per request than PyMySQL, pure Python, which
-# is always installed and answers otherwise. `mysql+pymysql://` or `mysql+mysqldb://` pin one.
+# A MySQL URL without a driver (`mysql://`, `mariadb://`) takes the fastest one installed: mysqlclient (C),
+# measured side by side at 14–17 % less server CPU per request on /info and the file list than PyMySQL
+# (bench/compare-drivers.md), which is pure Python, always installed, and answers otherwise.
+# `mysql+pymysql://` or `mysql+mysqldb://` pin one.
 MYSQL_DRIVERS = (("mysqldb", "MySQLdb"), ("pymysql", "pymysql"))
 
 
