@@ -196,6 +196,10 @@ class Side:
             self._remember(self.post_json("/signin", {"id": self.login, "password": PASSWORD}))
         return self._token
 
+    def sign_in_again(self) -> None:
+        """The next token() signs in anew, whatever the age of the current token."""
+        self._token_at = float("-inf")
+
     def _remember(self, body: dict) -> None:
         data = _payload(body)
         self._token = next(data[k] for k in ("access_token", "accessToken", "token") if k in data)
@@ -345,7 +349,7 @@ def main() -> None:
 
         # Leave the anchor's database as it was, for the next run. A fresh token first: the sign-in load may
         # have signed out the older sessions of this user (a server that caps sessions per user does).
-        anchor._token_at = float("-inf")
+        anchor.sign_in_again()
         for file_id in anchor.file_ids:
             anchor.delete(file_id)
     finally:
