@@ -13,14 +13,16 @@ from config import load_env_file  # noqa: E402
 load_env_file()
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
-# gthread: a slow upload or download holds one thread, never the whole worker or its heartbeat.
-# Its subclass answers gunicorn's own refusals (URL or headers too long) as JSON, like every other error.
+# One event loop per process (gevent): a connection costs a greenlet, not a thread, so slow clients hold only
+# their own transfers (SPEC §13). The subclass adds the contract's timeouts and JSON refusals.
 worker_class = "app.gunicorn_worker.JsonErrorWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# Connections one worker holds at once; each is a file descriptor (the worker raises its own limit to fit).
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
+backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 30
-keepalive = 5
+keepalive = int(float(os.environ.get("KEEPALIVE_TIMEOUT", "5")))  # also read by the worker, per connection
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 accesslog = None  # the app logs one line per request, with its request id

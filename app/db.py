@@ -1,5 +1,5 @@
 """Declarative base, one engine per app, the request's SQLAlchemy session on `g`, and the hot reads."""
-import importlib.util
+import os
 import time
 import weakref
 from collections import namedtuple
@@ -38,20 +38,19 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-# A MySQL URL without a driver (`mysql://`, `mariadb://`) takes the fastest one installed: mysqlclient (C),
-# measured side by side at 14–17 % less server CPU per request on /info and the file list than PyMySQL
-# (bench/compare-drivers.md), which is pure Python, always installed, and answers otherwise.
-# `mysql+pymysql://` or `mysql+mysqldb://` pin one.
-MYSQL_DRIVERS = (("mysqldb", "MySQLdb"), ("pymysql", "pymysql"))
+# A MySQL URL without a driver (`mysql://`, `mariadb://`) takes PyMySQL: pure Python, so its waits for the
+# server yield to the worker's event loop, where the C driver (mysqlclient) would stop every request of the
+# process for each round trip, and for the whole of a frozen server's timeout (bench/README.md measures both).
+# `mysql+mysqldb://` still pins mysqlclient, for tools that run outside the server.
+MYSQL_DRIVER = "pymysql"
 
 
 def with_driver(url: str) -> str:
-    """`url` with its MySQL driver named: the one `mysql://` means here (see MYSQL_DRIVERS)."""
+    """`url` with its MySQL driver named: the one `mysql://` means here (see MYSQL_DRIVER)."""
     backend, sep, rest = url.partition("://")
     if not sep or backend not in ("mysql", "mariadb"):
         return url
-    driver = next(name for name, module in MYSQL_DRIVERS if name == "pymysql" or importlib.util.find_spec(module))
-    return f"{backend}+{driver}://{rest}"
+    return f"{backend}+{MYSQL_DRIVER}://{rest}"
 
 
 def make_engine(
@@ -62,6 +61,7 @@ def make_engine(
     if url.startswith("sqlite"):
         engine = create_engine(url, hide_parameters=True, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        OneWriter().install(engine)
         return engine
     if url.startswith("mysql") and "charset=" not in url:
         url += ("&" if "?" in url else "?") + "charset=utf8mb4"
@@ -222,6 +222,61 @@ def _as_sqlalchemy_error(e: Exception, sql: str, dialect: Dialect, lost: bool) -
     """The driver's exception as Core raises it (OperationalError and the like), parameters hidden."""
     return DBAPIError.instance(sql, None, e, dialect.loaded_dbapi.Error, hide_parameters=True,
                                connection_invalidated=lost, dialect=dialect)
+
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class OneWriter:
+    """SQLite: one write transaction at a time per process, the others waiting their turn cooperatively.
+
+    SQLite lets one writer in at a time and makes the others wait in C (the busy timeout), which blocks
+    the whole event loop of the process. If the writer that holds the lock is a greenlet of that same
+    process, paused on a thread's work or a network call before its commit, it never gets to run again:
+    both wait out the busy timeout. So a connection takes this lock before its first write and gives it
+    back at its commit or rollback; a writer of another process still waits in SQLite, for as long as that
+    process's transaction lasts. Outside the event loop, where the lock is a plain thread lock, the same
+    rule only saves SQLite's busy-waiting.
+    """
+
+    def __init__(self) -> None:
+        self._lock: Any = None
+        self._pid = 0
+
+    def lock(self) -> Any:
+        if self._pid != os.getpid():  # made in this process, after gevent (if any) patched `threading`
+            import threading
+
+            # Reentrant: a request that writes on two connections at once waits on SQLite, as before, not here.
+            self._lock, self._pid = threading.RLock(), os.getpid()
+        return self._lock
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self.before_execute)
+        event.listen(engine, "commit", self.release)
+        event.listen(engine, "rollback", self.release)
+        event.listen(engine, "checkin", lambda dbapi_connection, record: self.release_record(record))
+        event.listen(engine, "close", lambda dbapi_connection, record: self.release_record(record))
+        event.listen(engine, "invalidate", lambda dbapi_connection, record, _e: self.release_record(record))
+
+    def before_execute(self, conn, _cursor, statement: str, _parameters, _context, _executemany) -> None:
+        info = conn.info
+        if info.get("writing") or not statement.lstrip()[:7].upper().startswith(WRITES):
+            return
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return  # a statement that commits by itself: SQLite holds its lock only while it runs
+        self.lock().acquire()
+        info["writing"] = True
+
+    def release(self, conn) -> None:
+        # The event comes just before the driver's commit or rollback, which never yields to another
+        # greenlet: the next writer starts after it.
+        if conn.info.pop("writing", False):
+            self.lock().release()
+
+    def release_record(self, record) -> None:
+        if record.info.pop("writing", False):
+            self.lock().release()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -13,6 +13,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from app import threads
 from app.errors import InvalidToken, NotFound, TokenExpired
 
 ACCESS_CLAIMS = ["sub", "sid", "jti", "iat", "exp", "typ"]
@@ -28,10 +29,15 @@ class Passwords:
         )
         self.dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
 
+    # argon2 holds a core for tens of milliseconds in C, with the GIL released: on a real thread, the
+    # other requests of the process are served meanwhile (app.threads).
     def hash(self, password: str) -> str:
-        return self.hasher.hash(password)
+        return threads.blocking(self.hasher.hash, password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
+        return threads.blocking(self._verify, stored_hash, password)
+
+    def _verify(self, stored_hash: str | None, password: str) -> bool:
         try:
             return self.hasher.verify(stored_hash or self.dummy_hash, password) and bool(stored_hash)
         except (VerificationError, InvalidHashError):

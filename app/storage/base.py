@@ -1,13 +1,14 @@
 """The storage interface: what every backend offers, and the shapes of what it returns."""
-import queue
 import secrets
-import threading
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator, Protocol
 
+from app import threads
+from app.threads import Pending
+
 CHUNK = 1 << 20
-# Chunks read ahead of the writing thread: at most this many MiB more per upload in flight.
-WRITE_BEHIND_DEPTH = 4
+# One read of a request body: what a slow client's upload holds in memory at most while it trickles in.
+PIECE = 64 << 10
 KEY_LENGTH = 32  # hex characters: 128 random bits
 
 
@@ -98,44 +99,38 @@ def new_key() -> str:
     return secrets.token_hex(KEY_LENGTH // 2)
 
 
-def write_behind(stream: ByteStream, consume: Callable[[bytes], None], depth: int = WRITE_BEHIND_DEPTH) -> int:
-    """Read `stream` to its end and `consume` every chunk, in order; the number of bytes read.
+def write_behind(stream: ByteStream, consume: Callable[[bytes], None], batch_max: int = CHUNK) -> int:
+    """Read `stream` to its end and `consume` every byte, in order; the number of bytes read.
 
-    From the second chunk on, `consume` runs on a thread of its own while this one reads the next chunk:
-    reading is Python (the server's body reader, the multipart parser) and holds the GIL; hashing and
-    writing a chunk of a MiB release it, so on two cores the upload takes about the longer of the two,
-    not their sum. A body of one chunk (most files) starts no thread. An error on either side stops both
-    and is raised here, the reader's first.
+    `consume` (hashing and writing) runs on a real thread (app.threads) while this one reads on: reading a
+    request body is Python and the event loop's, hashing and writing release the GIL. What arrives while
+    one batch is being consumed becomes the next batch, up to `batch_max`: a fast upload is consumed in
+    batches of a MiB, a slow one piece by piece as it arrives, so a slow client never has more than a
+    piece of its body held in memory. An error on either side stops both and is raised here.
     """
-    first = stream.read(CHUNK)
-    if not first:
-        return 0
-    chunk = stream.read(CHUNK)
-    consume(first)
-    if not chunk:
-        return len(first)
-    size = len(first)
-    chunks: "queue.Queue[bytes | None]" = queue.Queue(maxsize=depth)
-    failed: list[BaseException] = []
-
-    def work() -> None:
-        while (item := chunks.get()) is not None:
-            if not failed:  # after a failure, only drain, so the reader never blocks on a full queue
-                try:
-                    consume(item)
-                except BaseException as e:  # raised on the reading thread below
-                    failed.append(e)
-
-    worker = threading.Thread(target=work, name="write-behind", daemon=True)
-    worker.start()
+    size = 0
+    batch: list[bytes] = []
+    batched = 0
+    pending: Pending | None = None
     try:
-        while chunk and not failed:
-            chunks.put(chunk)
-            size += len(chunk)
-            chunk = stream.read(CHUNK)
+        while piece := stream.read(PIECE):
+            size += len(piece)
+            batch.append(piece)
+            batched += len(piece)
+            if pending is None or pending.ready() or batched >= batch_max:
+                if pending is not None:
+                    pending.get()  # raises what consuming the batch before raised
+                pending = threads.start(consume, b"".join(batch))
+                batch, batched = [], 0
+        if pending is not None:
+            pending.get()
+            pending = None
+        if batch:
+            consume(b"".join(batch))
     finally:
-        chunks.put(None)
-        worker.join()
-    if failed:
-        raise failed[0]
+        if pending is not None:  # the reader failed: the writer must be done before the caller cleans up
+            try:
+                pending.get()
+            except BaseException:
+                pass
     return size

@@ -1,0 +1,82 @@
+"""Work that holds a core or a blocking C call runs on a real OS thread, so the event loop serves on.
+
+The server runs each worker process as one event loop (gunicorn's gevent worker, see gunicorn.conf.py):
+thousands of slow transfers cost a greenlet each, not a thread each. A greenlet that computes, or sits in a
+C call that does not yield to the loop (argon2, SHA-256 of an upload's chunks, fsync), holds every other
+request of its process meanwhile. Those calls release the GIL, so on a thread of gevent's pool the loop
+keeps answering while they run, and two of them use two cores.
+
+Outside the event loop (the Flask test client, `flask` commands, a threaded server) the same calls run
+on plain threads, or inline where waiting is all the caller would do.
+"""
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Protocol, TypeVar
+
+T = TypeVar("T")
+
+# Threads for the calls above, per process: argon2 is the largest (19 MiB and ~30 ms each), and more of
+# them than cores only makes each one slower; uploads' chunks wait in the queue for a moment at worst.
+POOL_SIZE = 4
+
+
+class Pending(Protocol):
+    def ready(self) -> bool: ...
+
+    def get(self) -> Any: ...
+
+
+def event_loop() -> bool:
+    """True in a process whose sockets and threads gevent has patched (a server worker)."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a runtime dependency
+        return False
+    return monkey.is_module_patched("socket")
+
+
+def blocking(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)`, on a real thread when this process is an event loop; its result or its exception."""
+    if not event_loop():
+        return call(*args)
+    return _gevent_pool().apply(call, args)
+
+
+def start(call: Callable[..., Any], *args: Any) -> Pending:
+    """Begin `call(*args)` on a real thread; `.get()` waits for it and returns its result or raises."""
+    if event_loop():
+        return _gevent_pool().spawn(call, *args)
+    return _FuturePending(_executor().submit(call, *args))
+
+
+class _FuturePending:
+    def __init__(self, future: Future):
+        self.future = future
+
+    def ready(self) -> bool:
+        return self.future.done()
+
+    def get(self) -> Any:
+        return self.future.result()
+
+
+_pool = None
+_plain: ThreadPoolExecutor | None = None
+
+
+def _gevent_pool():
+    """The hub's own pool of real threads, sized once per process (a fork gets a new hub)."""
+    global _pool
+    from gevent import get_hub
+
+    pool = get_hub().threadpool
+    if pool is not _pool:
+        pool.maxsize = POOL_SIZE
+        _pool = pool
+    return pool
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _plain
+    if _plain is None:
+        _plain = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="blocking")
+    return _plain
