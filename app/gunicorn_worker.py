@@ -46,6 +46,7 @@ PATCHED_SIGNATURE = ["sock", "status_int", "reason", "mesg"]
 SKIP_LIMIT = 64 << 10
 # After an answer that closes the connection with a body still arriving: how long its bytes are read and dropped.
 LINGER_SECONDS, LINGER_READ_SECONDS = 5.0, 1.0
+RECV_MAX = 64 << 10  # bytes one recv() asks for at most
 SENDFILE_STEP = 1 << 20  # bytes per sendfile(2) call: other greenlets run between two
 
 
@@ -116,7 +117,9 @@ class ClientSocket:
             timeout = self.body_timeout
         self.sock.settimeout(timeout)
         try:
-            data = self.sock.recv(size)
+            # gunicorn asks for up to a MiB while a body is being read; a slow client sends a few KiB a
+            # second, and a MiB buffer per waiting connection would make a thousand of them cost a GiB.
+            data = self.sock.recv(min(size, RECV_MAX))
         finally:
             self.sock.settimeout(None)
         if self.idle_timeout is not None and data:

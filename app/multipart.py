@@ -9,7 +9,8 @@ from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, Mu
 from app.errors import ValidationError
 from app.storage.base import ByteStream
 
-CHUNK = 1 << 20
+# What one read of the request body asks for: a slow client's upload holds no more than this while it trickles in.
+READ_SIZE = 64 << 10
 # Part headers and the preamble are buffered until their end is seen; real clients need a few hundred bytes.
 # The limit holds for all of them in the body together, so many parts cannot add up to more.
 HEADER_LIMIT = 16 * 1024
@@ -156,7 +157,7 @@ def _events(source: ByteStream, decoder: MultipartDecoder) -> Iterator:
             # Outside part data the decoder buffers until it finds a boundary or a blank line.
             if decoder.state in (State.PREAMBLE, State.PART) and header_bytes + len(decoder.buffer) > HEADER_LIMIT:
                 raise _headers_too_long()
-            chunk = source.read(CHUNK)
+            chunk = source.read(READ_SIZE)
             ended = not chunk
             decoder.receive_data(chunk or None)
             continue

@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator, cast
 
+from app import threads
 from app.storage.base import KEY_LENGTH, BlobInfo, ByteStream, PartialInfo, StoredBlob, new_key, write_behind
 
 TMP_DIR = ".tmp"
@@ -36,7 +37,7 @@ class LocalStorage:
                 size = write_behind(stream, WriteBack(out, digest=digest).write)
                 out.flush()
                 # The database row that will point here is committed durably; the bytes must be too.
-                os.fsync(out.fileno())
+                threads.blocking(os.fsync, out.fileno())
             final = self.path(key)
             final.parent.mkdir(exist_ok=True)
             os.replace(tmp_name, final)
@@ -98,7 +99,7 @@ class LocalStorage:
             try:
                 size = offset + write_behind(stream, WriteBack(out, start=offset).write)
                 out.flush()
-                os.fsync(out.fileno())
+                threads.blocking(os.fsync, out.fileno())
             except BaseException:
                 out.truncate(offset)
                 raise
@@ -198,6 +199,10 @@ def _files(directory: Path) -> Iterator[BlobInfo]:
 
 
 def _fsync_dir(path: Path) -> None:
+    threads.blocking(_fsync_dir_now, path)
+
+
+def _fsync_dir_now(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
