@@ -8,6 +8,7 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from app import listeners  # noqa: E402
 from config import load_env_file  # noqa: E402
 
 load_env_file()
@@ -39,11 +40,11 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "false").strip().lower() in ("1
 control_socket_disable = True
 # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections across
 # them evenly. On one shared socket, a burst of connections (a client's or a proxy's pool opening at once)
-# could be accepted mostly by one worker, which then served them all on its one GIL at about half the
-# server's rate (bench/README.md). The port check below keeps a second server from silently sharing the port.
+# could be accepted mostly by one worker, which then served them all on one core (bench/README.md). The port
+# check below keeps a second server from silently sharing the port. The master makes these sockets, one per
+# worker slot, and keeps them: a worker that stops (a reload, a restart) hands its slot's socket, with the
+# connections queued on it, to the worker replacing it; a socket closed with connections queued resets them.
 reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "true").strip().lower() in ("1", "true", "yes", "on")
-
-
 def on_starting(server):
     """With reuse_port nothing would stop a second server from binding the same port and taking half of its
     connections: refuse to start when something already listens there, as a plain bind would."""
@@ -63,7 +64,13 @@ def on_starting(server):
                 raise
 
 
+    if server.cfg.reuse_port:
+        listeners.make_slots(server.cfg, server.log)
+
+
 def pre_fork(server, worker):
+    if server.cfg.reuse_port:
+        listeners.choose_slot(server.WORKERS.values(), worker)
     gc.freeze()
 
 

@@ -12,8 +12,8 @@ On top of gunicorn's worker:
 - An answer given before the body was read (a refusal) keeps the connection only when little of the body
   is left to skip; otherwise it says `Connection: close`, and the socket is closed after a lingering read,
   so the client reads the answer rather than a reset.
-- On a graceful stop (HUP, TERM) a worker with a listening socket of its own (SO_REUSEPORT) serves the
-  connections already queued on it before closing it: closing would reset them.
+- Listening sockets come from the master (app.listeners), so a worker that stops leaves the connections
+  queued on its socket to the worker that replaces it.
 - gunicorn's own refusals (request line or header too long, malformed request) are in the API's JSON
   envelope, with `X-Request-ID` and CORS, like every other error.
 """
@@ -87,9 +87,9 @@ class ClientSocket:
 
     Reading: a request's first byte within the idle timeout, its headers within `HEADER_TIMEOUT`, each
     piece of its body within `BODY_TIMEOUT`. Writing: each piece of an answer within `BODY_TIMEOUT` of the
-    previous one, however slowly the client reads, so only a reader that stopped is dropped. A wait that runs
-    out raises `socket.timeout` (an OSError): the parser gives up on the connection, the app sees its body
-    end early (werkzeug's ClientDisconnected), a download ends short of its Content-Length.
+    previous one, however slowly the client reads, so only a reader that stopped is dropped. Waiting too long
+    for a request closes the connection; for a body, the body ends there (the app sees the client go, werkzeug's
+    ClientDisconnected) and the answer closes the connection; for a reader, the download ends short.
     """
 
     def __init__(self, sock: socket.socket, header_timeout: float, keepalive_timeout: float, body_timeout: float):
@@ -97,6 +97,7 @@ class ClientSocket:
         self.header_timeout, self.keepalive_timeout, self.body_timeout = header_timeout, keepalive_timeout, body_timeout
         self.idle_timeout: float | None = header_timeout
         self.deadline: float | None = None  # when the headers must be complete; None while reading a body
+        self.body_stalled = False
 
     def __getattr__(self, name: str):
         return getattr(self.sock, name)
@@ -114,12 +115,21 @@ class ClientSocket:
         elif self.deadline is not None:  # inside its headers
             timeout = max(self.deadline - time.monotonic(), 0.001)
         else:
+            if self.body_stalled:
+                return b""
             timeout = self.body_timeout
         self.sock.settimeout(timeout)
         try:
             # gunicorn asks for up to a MiB while a body is being read; a slow client sends a few KiB a
             # second, and a MiB buffer per waiting connection would make a thousand of them cost a GiB.
             data = self.sock.recv(min(size, RECV_MAX))
+        except socket.timeout:
+            if self.idle_timeout is not None or self.deadline is not None:
+                raise
+            # A body that stopped arriving ends here, as if the client had closed: what arrived before is
+            # handed on (a resumable upload keeps it), the request is answered, and the connection closed.
+            self.body_stalled = True
+            return b""
         finally:
             self.sock.settimeout(None)
         if self.idle_timeout is not None and data:
@@ -199,10 +209,7 @@ class JsonErrorWorker(GeventWorker):
 
         try:
             for server in servers:
-                server.stop_accepting()
-                if self.cfg.reuse_port:
-                    self.serve_queued(server)
-                server.close()
+                server.close()  # this process's copy: the master keeps the socket, and what waits on it
             deadline = time.time() + self.cfg.graceful_timeout
             while time.time() < deadline:
                 if all(server.pool.free_count() == server.pool.size for server in servers):
@@ -215,17 +222,6 @@ class JsonErrorWorker(GeventWorker):
         except Exception:
             self.log.exception("error while stopping")
 
-    def serve_queued(self, server: StreamServer) -> None:
-        """Accept what the kernel queued on this worker's own socket, which no other worker can take over."""
-        listener = server.socket
-        listener.setblocking(False)
-        while True:
-            try:
-                client, address = listener.accept()
-            except OSError:  # nothing more queued (EAGAIN), or the socket is gone
-                return
-            server.pool.spawn(self.handle, listener, client, address)
-
     def handle(self, listener, client, addr) -> None:
         """HTTP/1.1 on one connection, request after request, until either side closes it or a timeout."""
         client.setblocking(1)
@@ -235,8 +231,10 @@ class JsonErrorWorker(GeventWorker):
         req = None
         linger = False
         try:
+            # A stopping worker still answers a request that arrives on a kept connection (with
+            # `Connection: close`): closing there would race the client's next request.
             first = True
-            while self.alive or first:
+            while True:
                 conn.await_request(first)
                 req = None
                 req = next(parser)
@@ -268,7 +266,7 @@ class JsonErrorWorker(GeventWorker):
             # An answer before the body is read: skip a small rest before the next request, or close.
             unread = unread_body(req)
             early["unread"] = unread
-            if unread is None or unread > SKIP_LIMIT:
+            if unread is None or unread > SKIP_LIMIT or sock.body_stalled:
                 resp.force_close()
             return resp.start_response(status, headers, exc_info)
 

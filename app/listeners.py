@@ -1,0 +1,37 @@
+"""Listening sockets per worker slot, made once by gunicorn's master and handed to each worker of the slot.
+
+With SO_REUSEPORT every worker has a listening socket of its own, and the kernel spreads new connections
+over them. gunicorn makes that socket in the worker, so a worker that stops closes it, and every
+connection the kernel had already queued on it is reset: a graceful reload dropped requests. Here the
+master makes one socket per slot and keeps it open; a worker takes its slot's socket, and the worker that
+replaces it (a reload, a restart after a crash) takes the same one, with whatever waits on it.
+"""
+from collections import Counter
+from typing import Any, Iterable
+
+from gunicorn import sock as gunicorn_sock
+
+_make_sockets = gunicorn_sock.create_sockets
+SLOTS: list[list[Any]] = []
+_chosen: int | None = None  # set in the master just before a fork; the child reads its copy
+
+
+def make_slots(cfg, log) -> None:
+    """In the master, once: a set of listening sockets per worker, and gunicorn told to use them."""
+    if not SLOTS:
+        SLOTS.extend(_make_sockets(cfg, log) for _ in range(max(1, cfg.workers)))
+    gunicorn_sock.create_sockets = slot_sockets
+
+
+def choose_slot(workers: Iterable[Any], worker: Any) -> None:
+    """In the master, before forking `worker`: the slot the fewest running workers use."""
+    global _chosen
+    used = Counter(getattr(w, "slot", None) for w in workers)
+    _chosen = worker.slot = min(range(len(SLOTS)), key=lambda slot: used[slot])
+
+
+def slot_sockets(cfg, log, fds=None):
+    """What gunicorn calls in a new worker to get its listening sockets: its slot's, made by the master."""
+    if fds is not None or _chosen is None:  # the master's own calls (re-exec, no slots): gunicorn's
+        return _make_sockets(cfg, log, fds)
+    return SLOTS[_chosen]
