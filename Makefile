@@ -1,5 +1,5 @@
 # make run: serve on :3000 (SQLite under instance/ unless DATABASE_URL says otherwise); runtime packages only,
-#   settings from the environment or .env (PORT, HOST, WEB_CONCURRENCY, GUNICORN_THREADS, …)
+#   settings from the environment or .env (PORT, HOST, WEB_CONCURRENCY, HEADER_TIMEOUT, …)
 # make test: the whole suite on SQLite and MySQL (MYSQL_TEST_URL; REQUIRE_MYSQL=1 makes a missing MySQL fail)
 #   and the browser tests (Debian's chromium + chromium-driver; REQUIRE_BROWSER=1 makes a missing browser fail)
 #   and the scale-out tests (Redis at REDIS_TEST_URL, default redis://127.0.0.1:6379/15; REQUIRE_REDIS=1 makes
@@ -64,11 +64,19 @@ clean:
 .PHONY: bench bench-memory
 bench: dev
 	$(PY) bench/run.py
+	$(PY) bench/slow_clients.py --kind all --clients 1000
+
+.PHONY: bench-slow
+# 1,000 slow clients of each kind against this service (defaults of make run: SQLite), a probe asking /info meanwhile.
+bench-slow: venv
+	$(PY) bench/slow_clients.py --kind all --clients $(or $(SLOW_CLIENTS),1000)
+	$(if $(ANCHOR_URL),$(PY) bench/slow_clients.py --url $(ANCHOR_URL) --kind download,upload,headers --clients $(or $(SLOW_CLIENTS),1000))
 
 .PHONY: bench-compare
 bench-compare: venv
 	@test -n "$(ANCHOR_URL)" || { echo "set ANCHOR_URL, e.g. make bench-compare ANCHOR_URL=http://127.0.0.1:3100"; exit 2; }
 	$(PY) bench/compare.py
+	$(PY) bench/slow_clients.py --anchor $(ANCHOR_URL) --kind download,upload,headers --clients 1000
 
 .PHONY: bench-memory
 # The whole server's RSS and PSS: idle, after three 200 MB uploads, after /info load, five load runs (leak check).

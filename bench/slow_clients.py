@@ -63,7 +63,8 @@ class Target:
     def set_up(self, kind: str, clients: int) -> None:
         login = f"slow-{uuid.uuid4().hex[:10]}@example.com"
         call(self.url + "/signup", {"id": login, "password": PASSWORD})
-        self.token = call(self.url + "/signin", {"id": login, "password": PASSWORD})["data"]["access_token"]
+        got = call(self.url + "/signin", {"id": login, "password": PASSWORD})
+        self.token = (got.get("data") or {}).get("access_token") or got.get("accessToken")  # ours, or the original's
         if kind in ("download", "link"):
             self.file_id = upload(self.url, self.token, os.urandom(FILE_BYTES))
         if kind == "link":
@@ -100,7 +101,8 @@ def upload(url: str, token: str, content: bytes) -> str:
     request = urllib_request(url + "/file/upload", "POST", token,
                              {"Content-Type": f"multipart/form-data; boundary={boundary}"}, body)
     with urlopen(request) as response:
-        return str(json.loads(response.read())["data"]["id"])
+        got = json.loads(response.read())
+        return str((got.get("data") or got)["id"])
 
 
 async def connect(target: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -265,7 +267,7 @@ def show(result: dict) -> None:
     def mib(value):
         return "-" if value is None else f"{value:.0f}"
 
-    print(f"{result['kind']:>9} x{result['clients']}: probes {result['answered']}/{result['probes']} within 2 s, "
+    print(f"{result.get('server', ''):>24} {result['kind']:>9} x{result['clients']}: probes {result['answered']}/{result['probes']} within 2 s, "
           f"p50 {ms(result['p50_ms'])} ms, p99 {ms(result['p99_ms'])} ms, max {ms(result['max_ms'])} ms; "
           f"connected {result['connected']}, open at the end {result['still_open']}, "
           f"cut by the server {result['closed_by_server']}; PSS idle {mib(result['pss_idle_mib'])} MiB, "
@@ -275,6 +277,7 @@ def show(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running server; without it this service is started")
+    parser.add_argument("--anchor", help="another running server: each kind runs here, then there (A B)")
     parser.add_argument("--kind", default="download", help="download, link, upload, tus, headers, idle; or all")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=16 << 10, help="bytes per second per slow client")
@@ -284,9 +287,12 @@ def main() -> None:
     args = parser.parse_args()
     kinds = ["download", "link", "upload", "tus", "headers"] if args.kind == "all" else args.kind.split(",")
     server = None
-    for kind in kinds:
-        if args.url:
-            target, pid = Target(args.url), None
+    sides = [(args.url, kind) for kind in kinds]
+    if args.anchor:
+        sides = [side for kind in kinds for side in ((args.url, kind), (args.anchor, kind))]
+    for url, kind in sides:
+        if url:
+            target, pid = Target(url), anchor_pid(url)
         else:
             env = {"MAX_OPEN_UPLOADS": str(args.clients + 10), "MAX_FILES_PER_USER": "1000000"}
             if args.db == "sqlite":
@@ -306,10 +312,19 @@ def main() -> None:
             if server is not None:
                 server.stop()
                 server = None
+        result["server"] = url or "this service"
         show(result)
         if args.json:
             with open(args.json, "a") as out:
                 out.write(json.dumps(result) + "\n")
+
+
+def anchor_pid(url: str) -> int | None:
+    """The pid listening on the URL's port (for its PSS), when this machine shows it."""
+    port = urlsplit(url).port
+    out = os.popen(f"ss -ltnpH 'sport = :{port}' 2>/dev/null").read()
+    marker = "pid="
+    return int(out.split(marker)[1].split(",")[0]) if marker in out else None
 
 
 def migrate(url: str) -> None:

@@ -10,11 +10,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Everything gunicorn.conf.py reads, so the developer's own environment cannot leak into these tests.
-SERVER_SETTINGS = ("HOST", "PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
+SERVER_SETTINGS = ("HOST", "PORT", "WEB_CONCURRENCY", "WORKER_CONNECTIONS", "HEADER_TIMEOUT", "KEEPALIVE_TIMEOUT", "BODY_TIMEOUT", "GUNICORN_TIMEOUT",
                    "GUNICORN_MAX_REQUESTS", "LOG_LEVEL", "FORWARDED_ALLOW_IPS", "DOTENV_PATH")
 READ_SETTINGS = (
     "import json, runpy; c = runpy.run_path('gunicorn.conf.py'); "
-    "print(json.dumps({k: c[k] for k in ('bind', 'workers', 'threads', 'timeout', 'max_requests', "
+    "print(json.dumps({k: c[k] for k in ('bind', 'workers', 'worker_connections', 'keepalive', 'timeout', 'max_requests', "
     "'loglevel', 'forwarded_allow_ips')}))"
 )
 
@@ -38,7 +38,8 @@ def dotenv(tmp_path) -> Path:
         "PORT=3901\n"
         "HOST=127.0.0.1\n"
         "WEB_CONCURRENCY=3   # comment\n"
-        "GUNICORN_THREADS=5\n"
+        "WORKER_CONNECTIONS=500\n"
+        "KEEPALIVE_TIMEOUT=7\n"
         "GUNICORN_TIMEOUT=45\n"
         "GUNICORN_MAX_REQUESTS=1000\n"
         "LOG_LEVEL=WARNING\n"
@@ -50,7 +51,7 @@ def dotenv(tmp_path) -> Path:
 def test_gunicorn_reads_dotenv(dotenv):
     settings = gunicorn_settings(dotenv)
     assert settings == {
-        "bind": "127.0.0.1:3901", "workers": 3, "threads": 5, "timeout": 45, "max_requests": 1000,
+        "bind": "127.0.0.1:3901", "workers": 3, "worker_connections": 500, "keepalive": 7, "timeout": 45, "max_requests": 1000,
         "loglevel": "warning", "forwarded_allow_ips": "10.0.0.1",
     }
 
@@ -59,13 +60,13 @@ def test_the_real_environment_beats_dotenv(dotenv):
     settings = gunicorn_settings(dotenv, PORT="3902", WEB_CONCURRENCY="1")
     assert settings["bind"] == "127.0.0.1:3902"
     assert settings["workers"] == 1
-    assert settings["threads"] == 5  # not in the environment: still from .env
+    assert settings["worker_connections"] == 500  # not in the environment: still from .env
 
 
 def test_defaults_without_dotenv(tmp_path):
     settings = gunicorn_settings(tmp_path / "missing.env")
     assert settings["bind"] == "127.0.0.1:3000"
-    assert (settings["workers"], settings["threads"]) == (2, 8)
+    assert (settings["workers"], settings["worker_connections"], settings["keepalive"]) == (2, 10000, 5)
 
 
 def test_gunicorn_itself_binds_where_dotenv_says(dotenv, tmp_path):
@@ -81,7 +82,8 @@ def test_gunicorn_itself_binds_where_dotenv_says(dotenv, tmp_path):
     printed = dict(line.split("=", 1) for line in run.stdout.splitlines() if "=" in line)
     printed = {key.strip(): value.strip() for key, value in printed.items()}
     assert printed["bind"] == "['127.0.0.1:3901']"
-    assert (printed["workers"], printed["threads"]) == ("3", "5")
+    assert (printed["workers"], printed["worker_connections"], printed["keepalive"]) == ("3", "500", "7")
+    assert printed["worker_class"] == "app.gunicorn_worker.JsonErrorWorker"
 
 
 def test_the_app_reads_the_same_dotenv(dotenv, tmp_path):
