@@ -203,9 +203,9 @@ class JsonErrorWorker(GeventWorker):
             server.start()
             servers.append(server)
 
-        while self.alive:
+        while self.alive:  # a stop (TERM, HUP in the master) is seen within a tenth of a second
             self.notify()
-            gevent.sleep(1.0)
+            gevent.sleep(0.1)
 
         try:
             for server in servers:
