@@ -1,11 +1,11 @@
-# Build stage: wheels for everything (gevent and argon2 ship binary wheels; gcc for any that do not).
+# Build stage: wheels for everything, mysqlclient compiled against the MariaDB client headers.
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc \
+ && apt-get install -y --no-install-recommends gcc pkg-config libmariadb-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /wheels
-COPY requirements.txt ./
-RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt
+COPY requirements.txt requirements-mysqlclient.txt ./
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -r requirements.txt -r requirements-mysqlclient.txt
 
 FROM python:3.11-slim-bookworm
 
@@ -17,9 +17,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UPLOAD_DIR=/data/uploads \
     INSTANCE_DIR=/data/instance
 
-# libmagic1: content sniffing. mysql:// runs on PyMySQL (pure Python), whose waits yield to the event loop.
+# libmagic1: content sniffing; libmariadb3: the client library of mysqlclient, which a mysql:// DATABASE_URL uses.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libmagic1 \
+ && apt-get install -y --no-install-recommends libmagic1 libmariadb3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 app \
  && mkdir -p /data/uploads /data/instance \

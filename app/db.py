@@ -1,4 +1,5 @@
 """Declarative base, one engine per app, the request's SQLAlchemy session on `g`, and the hot reads."""
+import importlib.util
 import os
 import time
 import weakref
@@ -13,6 +14,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from app import threads
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -38,19 +41,30 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-# A MySQL URL without a driver (`mysql://`, `mariadb://`) takes PyMySQL: pure Python, so its waits for the
-# server yield to the worker's event loop, where the C driver (mysqlclient) would stop every request of the
-# process for each round trip, and for the whole of a frozen server's timeout (bench/README.md measures both).
-# `mysql+mysqldb://` still pins mysqlclient, for tools that run outside the server.
-MYSQL_DRIVER = "pymysql"
+# A MySQL URL without a driver (`mysql://`, `mariadb://`) takes mysqlclient (C) where it is installed, else
+# PyMySQL (pure Python, always installed); `mysql+pymysql://` or `mysql+mysqldb://` pins one. mysqlclient
+# spends far less CPU per statement (PyMySQL parses every packet in Python); in the server's event loop its
+# statements wait for the answer cooperatively (GreenMySQLdb), so a slow database holds only the requests
+# that asked it. bench/README.md measures both.
+MYSQL_DRIVERS = (("mysqldb", "MySQLdb"), ("pymysql", "pymysql"))
 
 
 def with_driver(url: str) -> str:
-    """`url` with its MySQL driver named: the one `mysql://` means here (see MYSQL_DRIVER)."""
+    """`url` with its MySQL driver named: the one `mysql://` means here (see MYSQL_DRIVERS)."""
     backend, sep, rest = url.partition("://")
     if not sep or backend not in ("mysql", "mariadb"):
         return url
-    return f"{backend}+{MYSQL_DRIVER}://{rest}"
+    driver = next(name for name, module in MYSQL_DRIVERS if name == "pymysql" or importlib.util.find_spec(module))
+    return f"{backend}+{driver}://{rest}"
+
+
+def _green_mysqldb(dialect, _record, cargs, cparams):
+    """mysqlclient's connection, its statements waiting for the server on the event loop (when there is one)."""
+    if dialect.driver != "mysqldb" or not threads.event_loop():
+        return None  # SQLAlchemy connects as usual
+    from app.green_mysql import GreenConnection
+
+    return GreenConnection(*cargs, **cparams)
 
 
 def make_engine(
@@ -78,6 +92,7 @@ def make_engine(
         skip_autocommit_rollback=autocommit,  # no ROLLBACK round trip when an autocommit connection closes
         connect_args={"connect_timeout": connect_timeout, "read_timeout": read_timeout, "write_timeout": read_timeout},
     )
+    event.listen(engine, "do_connect", _green_mysqldb)
     event.listen(engine, "checkin", _remember_checkin)
     dialect = engine.dialect
     event.listen(engine, "checkout", lambda conn, record, proxy: _ping_if_idle(conn, record, proxy, dialect))

@@ -136,6 +136,11 @@ class StorageUnavailable(ServiceUnavailable):
     message = "the file storage is unavailable; retry later"
 
 
+class InsufficientStorage(ApiError):
+    status, code, message = 507, "insufficient_storage", "the file storage is full; nothing was stored"
+    description = "the disk or object store is full; nothing was stored, and a replaced file keeps its old content"
+
+
 class InternalError(ApiError):
     """Anything unexpected: the class defaults already say it."""
 

@@ -120,8 +120,8 @@ class ClientSocket:
             timeout = self.body_timeout
         self.sock.settimeout(timeout)
         try:
-            # gunicorn asks for up to a MiB while a body is being read; a slow client sends a few KiB a
-            # second, and a MiB buffer per waiting connection would make a thousand of them cost a GiB.
+            # gunicorn asks for up to a MiB while a body is being read: a buffer that size is made (and
+            # shrunk) on every call, which made a 200 MiB upload half again as slow (bench/README.md).
             data = self.sock.recv(min(size, RECV_MAX))
         except socket.timeout:
             if self.idle_timeout is not None or self.deadline is not None:

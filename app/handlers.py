@@ -1,4 +1,5 @@
 """The one place that turns any failure into the JSON envelope."""
+import errno
 import logging
 import traceback
 
@@ -6,8 +7,9 @@ from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from app.errors import ApiError, InternalError, ServiceUnavailable, ValidationError, for_status
+from app.errors import ApiError, InsufficientStorage, InternalError, ServiceUnavailable, ValidationError, for_status
 log = logging.getLogger("app")
+FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _with_stack(body: dict, exc: BaseException) -> dict:
@@ -56,5 +58,8 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(e: Exception):
         if isinstance(e, DBAPIError) and e.connection_invalidated:
             return database_unavailable(e)
+        if isinstance(e, OSError) and e.errno in FULL:  # the disk (uploads, or a spooled chunk) is full
+            log.error("storage full: %s", e)
+            return jsonify(InsufficientStorage().envelope()), InsufficientStorage.status
         log.exception("unhandled error")
         return jsonify(_with_stack(InternalError().envelope(), e)), InternalError.status

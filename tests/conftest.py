@@ -22,7 +22,7 @@ from app.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DB", "sqlite,mysql").split(",") if b.strip()]
-# `mysql://` takes the driver the service would (app.db.with_driver): PyMySQL.
+# `mysql://` takes the driver the service would (app.db.with_driver): mysqlclient where it is installed.
 MYSQL_TEST_URL = with_driver(os.environ.get("MYSQL_TEST_URL", "mysql://root@127.0.0.1:3306/filesvc_test"))
 REQUIRE_MYSQL = os.environ.get("REQUIRE_MYSQL") == "1"
 # File storage backends the storage-aware modules run on: local disk, and S3 through moto's server on loopback.

@@ -19,6 +19,8 @@ class TcpProxy:
 
     def __init__(self, host: str, port: int):
         self.target = (host, port)
+        self.commit_after: bytes | None = None  # see lose_commit_answer
+        self.commits_lost = 0
         self.port = free_port()
         self.mode = "up"
         self.bytes_from_target = 0
@@ -51,7 +53,7 @@ class TcpProxy:
                 continue
             upstream.settimeout(None)
             self._track(upstream)
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump_to_target, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, from_target: bool) -> None:
@@ -68,6 +70,37 @@ class TcpProxy:
         finally:
             self._close(source)
             self._close(sink)
+
+    def _pump_to_target(self, source: socket.socket, sink: socket.socket) -> None:
+        """Client → server, watching for the statement after which the answer to a COMMIT is to be lost."""
+        armed = False
+        try:
+            while data := source.recv(65536):
+                if self.mode == "blackhole":
+                    continue
+                marker = self.commit_after
+                if marker is not None and marker in data:
+                    armed = True
+                if armed and b"\x03COMMIT" in data.upper():  # MySQL COM_QUERY "COMMIT"
+                    self.commit_after, armed = None, False
+                    with self._lock:
+                        self.commits_lost += 1
+                    self._close(source)  # the client's side goes first: the server's answer finds it gone
+                    sink.sendall(data)
+                    time.sleep(0.3)  # the server commits
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(source)
+            self._close(sink)
+
+    def lose_commit_answer(self, after: bytes) -> None:
+        """The next COMMIT sent on a connection that sent `after` (e.g. b"INSERT INTO files") reaches the
+        server, and then the connection drops before the server's answer comes back: the client cannot
+        know whether it took effect."""
+        self.commit_after = after
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:

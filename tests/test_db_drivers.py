@@ -66,8 +66,8 @@ def test_idle_connection_is_pinged_and_a_dead_one_replaced(server_url, autocommi
         killer.dispose()
 
 
-def test_a_mysql_url_without_a_driver_takes_pymysql():
-    expected = "pymysql"  # pure Python: its waits yield to the server's event loop, mysqlclient's would not
+def test_a_mysql_url_without_a_driver_takes_mysqlclient_where_it_is_installed():
+    expected = "mysqldb" if importlib.util.find_spec("MySQLdb") else "pymysql"
     assert db.with_driver("mysql://u:p@db:3306/files") == f"mysql+{expected}://u:p@db:3306/files"
     assert db.with_driver("mariadb://db/files") == f"mariadb+{expected}://db/files"
     for pinned in ("mysql+pymysql://db/files", "mysql+mysqldb://db/files", "sqlite:///instance/app.db"):

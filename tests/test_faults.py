@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from urllib.parse import urlsplit
 
@@ -273,3 +274,126 @@ def test_a_client_gone_mid_upload_leaves_no_row_and_no_bytes(app, make_live_serv
     assert file_rows(app) == 0
     assert app.test_cli_runner().invoke(args=["storage-check", "--min-age", "0"]).exit_code == 0
     assert get(server, "/info", token)[0] == 200
+
+
+# -- a COMMIT whose answer is lost ------------------------------------------------------------------
+
+
+def storage_check(app) -> str:
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["storage-check", "--min-age", "0"])
+    return result.output
+
+
+def assert_file_whole(server, token: str, file_id: int, content: bytes) -> None:
+    status, _, body = get(server, f"/file/download/{file_id}", token)
+    assert status == 200 and sha(body) == sha(content)
+
+
+def listed(server, token: str) -> list[dict]:
+    status, _, body = get(server, "/file/list?list_size=100", token)
+    assert status == 200
+    return json.loads(body)["data"]["items"]
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_an_upload_whose_commit_answer_is_lost_keeps_its_bytes(app, make_live_server, db_proxy):
+    proxy, url = db_proxy
+    server = make_live_server(DATABASE_URL=url)
+    token = live_token(server)
+    content = os.urandom(300_000)
+    proxy.lose_commit_answer(after=b"INSERT INTO files")
+    status, body = upload(server, token, content)
+    assert proxy.commits_lost == 1
+    # The commit took effect, and the service asked again: the upload succeeded, its bytes are there.
+    assert status == 201, body
+    [item] = listed(server, token)
+    assert item["id"] == body["data"]["id"]
+    assert_file_whole(server, token, item["id"], content)
+    assert "0 rows missing bytes" in storage_check(app)
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_a_replace_whose_commit_answer_is_lost_keeps_the_new_content(app, make_live_server, db_proxy):
+    proxy, url = db_proxy
+    server = make_live_server(DATABASE_URL=url)
+    token = live_token(server)
+    status, body = upload(server, token, b"old content")
+    file_id = body["data"]["id"]
+    new = os.urandom(200_000)
+    proxy.lose_commit_answer(after=b"UPDATE files SET")
+    status, body = upload(server, token, new, method="PUT", path=f"/file/update/{file_id}")
+    assert proxy.commits_lost == 1
+    assert status == 200, body
+    assert_file_whole(server, token, file_id, new)
+    report = storage_check(app)
+    assert "0 rows missing bytes" in report
+    runner = app.test_cli_runner()
+    runner.invoke(args=["storage-check", "--repair", "--min-age", "0"])  # removes the old bytes, not the new
+    assert_file_whole(server, token, file_id, new)
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_a_resumable_upload_whose_completing_commit_answer_is_lost_becomes_its_file(app, make_live_server, db_proxy):
+    proxy, url = db_proxy
+    server = make_live_server(DATABASE_URL=url)
+    token = live_token(server)
+    content = os.urandom(100_000)
+    created = send(server, "POST", "/file/uploads", token, [], "application/offset+octet-stream", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(content)), "Upload-Metadata": "filename dC5iaW4=",
+    })
+    location = urlsplit(dict(created[1])["Location"]).path
+    proxy.lose_commit_answer(after=b"INSERT INTO files")
+    status, _, _ = send(server, "PATCH", location, token, [content], "application/offset+octet-stream", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+    })
+    assert proxy.commits_lost == 1
+    assert status == 204
+    [item] = listed(server, token)
+    assert_file_whole(server, token, item["id"], content)
+    assert "0 rows missing bytes" in storage_check(app)
+
+
+# -- a full disk ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs: a real file system that fills up (ENOSPC), as a full volume does."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_507_stores_nothing_and_keeps_the_old_content(app, make_live_server, small_disk):
+    server = make_live_server(UPLOAD_DIR=str(small_disk / "uploads"))
+    token = live_token(server)
+    small = os.urandom(500_000)
+    status, body = upload(server, token, small)
+    assert status == 201
+    file_id = body["data"]["id"]
+    big = os.urandom(5 * MIB)
+    for method, path in (("POST", "/file/upload"), ("PUT", f"/file/update/{file_id}")):
+        status, body = upload(server, token, big, method=method, path=path)
+        assert status == 507, body
+        assert body["error"]["code"] == "insufficient_storage" and body["data"] is None
+    location = send(server, "POST", "/file/uploads", token, [], "application/offset+octet-stream", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(big)), "Upload-Metadata": "filename Yi5iaW4=",
+    })[1]["Location"]
+    status, _, body = send(server, "PATCH", urlsplit(location).path, token, [big], "application/offset+octet-stream",
+                           headers={"Tus-Resumable": "1.0.0", "Upload-Offset": "0"})
+    assert status == 507, body
+    # Nothing half-written is left, the old content is intact, reads and deletes are served.
+    assert [item["id"] for item in listed(server, token)] == [file_id]
+    assert_file_whole(server, token, file_id, small)
+    leftovers = [p for p in (small_disk / "uploads" / ".tmp").iterdir()]
+    assert leftovers == []
+    status, _, _ = send(server, "DELETE", f"/file/delete/{file_id}", token, [], "application/json")
+    assert status == 200
+    status, body = upload(server, token, small)  # room again
+    assert status == 201

@@ -482,7 +482,14 @@ async function uploadOne(file, counter) {
 async function uploadResumable(file, counter) {
   const upload = new ResumableUpload(api, state.login, file);
   let interrupted = false;
-  upload.onProgress = showProgress;
+  upload.onProgress = (sent, total) => {
+    if (interrupted && upload.running) {
+      interrupted = false;
+      ui.uploadLabel.textContent = `Uploading ${file.name}${counter}`;
+      say(`Reconnected; ${file.name} continues.`);
+    }
+    showProgress(sent, total);
+  };
   upload.onChange = () => {
     showUploadControls(upload);
     if (interrupted && upload.running) {
@@ -490,6 +497,11 @@ async function uploadResumable(file, counter) {
       ui.uploadLabel.textContent = `Uploading ${file.name}${counter}`;
       say(`Resumed ${file.name}.`);
     }
+  };
+  upload.onReconnecting = (attempt) => {
+    interrupted = true;
+    ui.uploadLabel.textContent = `Reconnecting… ${file.name}${counter}`;
+    say(`Connection to the server lost; reconnecting (attempt ${attempt}).`);
   };
   upload.onInterrupted = (error) => {
     interrupted = true;

@@ -40,6 +40,8 @@ export class ResumableUpload {
   onProgress = (_sent, _total) => {};
   onChange = () => {}; // started, paused, interrupted, finished
   onInterrupted = (_error) => {};
+  onReconnecting = (_attempt) => {}; // a request failed and is being tried again
+  #attempts = 0;
 
   constructor(api, owner, file) {
     this.#api = api;
@@ -54,13 +56,17 @@ export class ResumableUpload {
       metadata: { filename: file.name, filetype: file.type },
       fingerprint: (chosen) => Promise.resolve(fingerprintOf(owner, endpoint, chosen)),
       removeFingerprintOnSuccess: true,
-      retryDelays: [0, 1000, 3000, 5000],
+      // A crashed or restarted server, or a lost network: keep trying for about two minutes, backing off.
+      retryDelays: [0, 1000, 2000, 3000, 5000, 5000, 10000, 10000, 15000, 20000, 30000, 30000],
       // Every request gets a token that is good now: uploads outlive the 10-minute access token.
       onBeforeRequest: async (request) => {
         request.setHeader("Authorization", `Bearer ${await this.#api.accessToken(this.#refused)}`);
       },
       onShouldRetry: (error) => this.#shouldRetry(error),
-      onProgress: (sent, total) => this.onProgress(sent, total),
+      onProgress: (sent, total) => {
+        this.#attempts = 0;
+        this.onProgress(sent, total);
+      },
       onSuccess: ({ lastResponse }) => {
         this.#over = true;
         this.#set(false);
@@ -131,8 +137,12 @@ export class ResumableUpload {
       this.#refused = (error.originalRequest.getHeader("Authorization") || "").replace(/^Bearer /, "");
       return true;
     }
+    // 409: another request still holds the upload (one cut off by a crash, until its claim lapses).
     if (status >= 400 && status < 500 && status !== 409 && status !== 423) return false;
-    return navigator.onLine;
+    if (!navigator.onLine) return false;
+    this.#attempts += 1;
+    this.onReconnecting(this.#attempts);
+    return true;
   }
 
   #failed(error) {

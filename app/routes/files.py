@@ -9,7 +9,7 @@ from app.auth import token_required
 from app.db import get_db, utcnow
 from app.downloads import DOWNLOAD_PARAMETERS, download_response, download_responses, wanted_range
 from app.errors import (
-    Conflict, FileTooLarge, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable, ValidationError,
+    Conflict, FileTooLarge, InsufficientStorage, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable, ValidationError,
 )
 from app.extensions import autocommit_engine, storage
 from app.multipart import FilePart, boundary_of, open_file_part
@@ -56,7 +56,7 @@ UPLOAD_BODY = {
 
 @bp.post("/upload")
 @operation("uploadFile", "files", "Store a file", returns=shapes.File, status=201, body=UPLOAD_BODY,
-           errors=(QuotaExceeded,), links=FILE_LINKS,
+           errors=(QuotaExceeded, InsufficientStorage), links=FILE_LINKS,
            description="`mime_type` comes from the content where recognisable, else from the extension, else "
                        "`application/octet-stream`.")
 @token_required
@@ -116,7 +116,7 @@ def remove(file_id: int):
 
 @bp.put(f"/update/{FILE_ID}")
 @operation("replaceFile", "files", "Replace a file's content, keeping its id", returns=shapes.File, body=UPLOAD_BODY,
-           errors=(Conflict, QuotaExceeded), path_docs=FILE_ID_DOC, description=(
+           errors=(Conflict, QuotaExceeded, InsufficientStorage), path_docs=FILE_ID_DOC, description=(
                "Atomic: if the upload fails, the old content and metadata are intact. "
                "Without a file name in the part, the old name is kept. Only the growth (new size − old size) "
                "counts against the quota."))

@@ -15,7 +15,7 @@ from app.api import operation
 from app.auth import token_required
 from app.db import get_db, utcnow
 from app.errors import (
-    ChecksumMismatch, Conflict, PreconditionFailed, QuotaExceeded, UnsupportedMediaType,
+    ChecksumMismatch, Conflict, InsufficientStorage, PreconditionFailed, QuotaExceeded, UnsupportedMediaType,
     ValidationError,
 )
 from app.extensions import storage
@@ -123,7 +123,7 @@ def options():
 @bp.route("", methods=["POST"], provide_automatic_options=False)
 @operation(
     "createUpload", "uploads", "Start a resumable upload", body=CHUNK_BODY,
-    errors=(*STATE_ERRORS, QuotaExceeded, ChecksumMismatch, UnsupportedMediaType),
+    errors=(*STATE_ERRORS, QuotaExceeded, InsufficientStorage, ChecksumMismatch, UnsupportedMediaType),
     description=("`Upload-Length` bytes are reserved against the quota until the upload completes, is terminated "
                  "or expires. With a body (`Content-Type: application/offset+octet-stream`) the body is the first "
                  "chunk. `Upload-Length: 0` makes the (empty) file at once: the answer carries `X-File-Id`."),
@@ -222,7 +222,8 @@ def state(upload_id: str):
 @bp.route(f"/{UPLOAD_ID}", methods=["PATCH"], provide_automatic_options=False)
 @operation(
     "appendUpload", "uploads", "Send the next chunk of an upload", body={**CHUNK_BODY, "required": True},
-    errors=(*STATE_ERRORS, Conflict, UnsupportedMediaType, ChecksumMismatch), path_docs=UPLOAD_ID_DOC,
+    errors=(*STATE_ERRORS, Conflict, UnsupportedMediaType, ChecksumMismatch, InsufficientStorage),
+    path_docs=UPLOAD_ID_DOC,
     description=("`Upload-Offset` must be the upload's current offset (409 otherwise, and while another request "
                  "writes to it). Bytes past `Upload-Length` are 400 and nothing of the request is kept. A chunk cut "
                  "off by a dropped connection keeps what arrived: `HEAD` says where to resume. The chunk that "

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 import magic
 from sqlalchemy import Integer, Select, bindparam, delete, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import Read
@@ -298,7 +298,7 @@ def upload_file(
         # the file's: one lock order for every writer, no deadlock.
         quota.charge(db, owner_id=owner_id, growth=blob.size, default_quota=room.default_quota, files=1)
         db.add(record)
-        db.commit()
+        commit_pointing_at(db, blob.key)
     return record
 
 
@@ -333,7 +333,9 @@ def replace_file(
             db.rollback()
             get_own_file(db, owner_id=owner_id, file_id=file_id)  # 404 if it was deleted meanwhile
             raise Conflict("the file was replaced by another request while this one was uploading")
-        db.commit()
+        commit_pointing_at(db, blob.key)
+    except OutcomeUnknown:  # either content may be the file's now: both stay, storage-check removes the other
+        raise ServiceUnavailable("the database did not confirm the change; check before retrying") from None
     except BaseException:
         db.rollback()
         discard(storage, blob.key)
@@ -365,10 +367,14 @@ def delete_file(db: Session, storage: Storage, *, owner_id: int, file_id: int) -
 @contextmanager
 def rows_for_stored(db: Session, undo: Callable[[], None]) -> Iterator[None]:
     """The transaction that makes rows point at bytes just stored: on any failure it is rolled back and
-    `undo` removes the bytes. The only constraint such new rows can break is their owner's: the account
-    was deleted meanwhile, so the token that asked is no longer any good."""
+    `undo` removes the bytes, unless the failure leaves unknown whether the rows were committed
+    (`commit_pointing_at`): then the bytes stay, and storage-check settles it. The only constraint such new
+    rows can break is their owner's: the account was deleted meanwhile, so the token that asked is no longer
+    any good."""
     try:
         yield
+    except OutcomeUnknown:
+        raise ServiceUnavailable("the database did not confirm the change; check before retrying") from None
     except IntegrityError:
         db.rollback()
         undo()
@@ -377,6 +383,36 @@ def rows_for_stored(db: Session, undo: Callable[[], None]) -> Iterator[None]:
         db.rollback()
         undo()
         raise
+
+
+class OutcomeUnknown(Exception):
+    """A COMMIT was sent and its answer lost, and the database cannot be asked now whether it took effect."""
+
+
+def commit_pointing_at(db: Session, key: str) -> None:
+    """Commit a transaction that makes a file row point at the stored bytes `key`.
+
+    When the connection drops after the COMMIT was sent (a network blip, a fail-over), the commit may well
+    have taken effect. Taking the error for a rollback would remove bytes a row now points at; so the
+    database is asked again, on a new connection, whether a row points at `key`: yes, and the commit
+    stands; no, and the error is the failure it seemed; no answer, and OutcomeUnknown keeps the bytes.
+    """
+    try:
+        db.commit()
+    except DBAPIError as e:
+        if not e.connection_invalidated:
+            raise
+        db.rollback()
+        try:
+            committed = db.scalar(select(File.id).where(File.storage_key == key)) is not None
+            db.commit()
+        except DBAPIError:
+            db.rollback()
+            log.error("the answer to a commit was lost and the database cannot be asked; keeping bytes %s", key)
+            raise OutcomeUnknown() from e
+        if not committed:
+            raise
+        log.warning("the answer to a commit was lost; it had taken effect (bytes %s)", key)
 
 
 def discard(storage: Storage, key: str) -> None:

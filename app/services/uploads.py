@@ -13,6 +13,7 @@ import hashlib
 import logging
 import secrets
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,20 +22,29 @@ from typing import Any, Callable
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from app import threads
 from app.errors import (
     ChecksumMismatch, Conflict, FileTooLarge, NotFound, ServiceUnavailable, ValidationError,
 )
 from app.models import File, Upload
 from app.services import quota
-from app.services.files import SNIFF_BYTES, detect_mime, discard, display_name, extension_of, rows_for_stored
+from app.services.files import (
+    SNIFF_BYTES, commit_pointing_at, detect_mime, discard, display_name, extension_of, rows_for_stored,
+)
 from app.storage import CHUNK, ByteStream, Storage
 from app.storage.base import PartialInfo
 
 log = logging.getLogger("app.uploads")
 
 CHECKSUMS: dict[str, Callable[[], Any]] = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
-CLAIM_RENEW = 10.0  # seconds between refreshes of a writer's claim while its chunk streams in
-CLAIM_STALE = timedelta(seconds=60)  # a claim not refreshed this long is a dead writer's: another may take it
+CLAIM_RENEW = 1.0  # seconds between refreshes of a writer's claim while its request lives
+# A claim not refreshed this long is a dead writer's (a crashed worker): another request may take it, so a
+# client resumes within seconds of a crash instead of meeting 409 until a long lease runs out.
+CLAIM_STALE = timedelta(seconds=4)
+# While a long chunk streams in, what arrived is made durable and counted every so often: a crash loses at
+# most this much of it, not the whole chunk.
+CHECKPOINT_BYTES = 16 << 20
+CHECKPOINT_SECONDS = 5.0
 ID_BYTES = 16  # 128 random bits, as 32 hex characters
 
 
@@ -118,7 +128,7 @@ def _empty_file(db: Session, storage: Storage, upload: Upload, now: datetime) ->
         db.flush()
         upload.file_id = record.id
         db.add(upload)
-        db.commit()
+        commit_pointing_at(db, blob.key)
     return upload
 
 
@@ -167,7 +177,11 @@ def append_chunk(
         raise ValidationError.field("Content-Length", f"the chunk would pass Upload-Length: {room} bytes remain")
     claim = Claim.take(db, upload, now)
     try:
-        size = _write(storage, upload, Capped(stream, room, claim), checksum)
+        capped = Capped(stream, room, claim)
+        if checksum is None and announced is not None:
+            size = _write_in_steps(storage, upload, capped, claim)
+        else:  # checked whole, or of unknown length (what passes Upload-Length must leave nothing kept)
+            size = _write(storage, upload, capped, checksum)
         expires_at = now + timedelta(seconds=expiry)
         if size == upload.length:
             return Appended(upload, _complete(db, storage, upload, claim, now, expires_at))
@@ -185,6 +199,34 @@ def append_chunk(
         raise
     db.refresh(upload)
     return Appended(upload, None)
+
+
+def _write_in_steps(storage: Storage, upload: Upload, stream: "Capped", claim: "Claim") -> int:
+    """Append the chunk in steps, each made durable and its new offset committed before the next: a crash
+    mid-chunk keeps every step before it, and the client resumes from there."""
+    received = upload.received
+    while True:
+        step = Step(stream)
+        received = storage.append_partial(upload.storage_ref, received, step)
+        if step.ended:
+            return received
+        claim.checkpoint(received)
+
+
+class Step:
+    """Part of a chunk: at most CHECKPOINT_BYTES, or what arrives within CHECKPOINT_SECONDS."""
+
+    def __init__(self, stream: ByteStream):
+        self.stream, self.read_bytes, self.started, self.ended = stream, 0, time.monotonic(), False
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.read_bytes >= CHECKPOINT_BYTES or time.monotonic() - self.started >= CHECKPOINT_SECONDS:
+            return b""  # this step ends here; the chunk goes on in the next
+        want = CHUNK if size is None or size < 0 else size
+        chunk = self.stream.read(min(want, CHECKPOINT_BYTES - self.read_bytes))
+        self.ended = not chunk
+        self.read_bytes += len(chunk)
+        return chunk
 
 
 def _write(storage: Storage, upload: Upload, stream: "Capped", checksum: Checksum | None) -> int:
@@ -216,7 +258,7 @@ class Capped:
         self.read_bytes += len(chunk)
         if self.read_bytes > self.room:
             raise ValidationError.field("body", f"the chunk passes Upload-Length: only {self.room} bytes remain")
-        self.claim.renew()
+        self.claim.check()
         return chunk
 
 
@@ -229,7 +271,9 @@ class Claim:
     token: str
     taken_at: datetime
     started: float = field(default_factory=time.monotonic)
-    renewed: float = field(default_factory=time.monotonic)
+    lost: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+    renewer: threading.Thread | None = None
 
     @classmethod
     def take(cls, db: Session, upload: Upload, now: datetime) -> "Claim":
@@ -244,19 +288,50 @@ class Claim:
         db.commit()  # visible to every other writer at once; no transaction is held while the bytes stream in
         if taken != 1:
             raise Conflict("another request is writing to this upload, or it moved on; HEAD it and resume")
-        return cls(db, upload.id, token, now)
+        claim = cls(db, upload.id, token, now)
+        # Kept fresh while this request lives, however slowly its bytes come: in a greenlet of the server's
+        # event loop (threading is gevent's there), on its own connection.
+        claim.renewer = threading.Thread(target=claim._keep_fresh, args=(db.get_bind(),), daemon=True)
+        claim.renewer.start()
+        return claim
 
     def _now(self) -> datetime:
         return self.taken_at + timedelta(seconds=time.monotonic() - self.started)
 
-    def renew(self) -> None:
-        if time.monotonic() - self.renewed < CLAIM_RENEW:
-            return
-        self.renewed = time.monotonic()
-        kept = self._mine(claimed_at=self._now())
-        self.db.commit()
+    def _keep_fresh(self, engine: Any) -> None:
+        while not self.stop.wait(CLAIM_RENEW):
+            try:
+                with engine.begin() as connection:
+                    kept = connection.execute(
+                        update(Upload).where(Upload.id == self.upload_id, Upload.claim == self.token)
+                        .values(claimed_at=self._now())
+                    ).rowcount
+            except Exception:  # the database is unreachable: another writer may take over once it is back
+                log.warning("could not refresh the claim on upload %s", self.upload_id)
+                kept = 0
+            if kept != 1:
+                self.lost = True
+                return
+
+    def check(self) -> None:
+        """Conflict once the claim is lost: no byte more may be written, another writer may have started."""
+        if self.lost:
+            raise Conflict("this request lost its claim on the upload; HEAD it and resume")
+
+    def _stop(self) -> None:
+        # Not joined: the caller may hold SQLite's write turn (app.db.OneWriter) that the renewer waits for.
+        # A refresh still under way finds the claim released and changes nothing.
+        self.stop.set()
+
+    def checkpoint(self, received: int) -> None:
+        """Commit the offset of bytes already durable, keeping the claim."""
+        self.check()
+        kept = self._mine(received=received, claimed_at=self._now())
         if kept != 1:
-            raise Conflict("this request lost its claim on the upload (it stalled too long)")
+            self.db.rollback()
+            self.lost = True
+            raise Conflict("this request lost its claim on the upload; HEAD it and resume")
+        self.db.commit()
 
     def _mine(self, **values: Any) -> int:
         return self.db.execute(
@@ -264,15 +339,21 @@ class Claim:
             .execution_options(synchronize_session=False)
         ).rowcount
 
-    def release(self, **values: Any) -> None:
-        """Commit the new state and let go; Conflict if another writer took the claim meanwhile."""
+    def release(self, file_key: str | None = None, **values: Any) -> None:
+        """Commit the new state and let go; Conflict if another writer took the claim meanwhile. With
+        `file_key`, the transaction makes a file row point at those bytes (see commit_pointing_at)."""
+        self._stop()
         kept = self._mine(claim=None, claimed_at=None, **values)
         if kept != 1:
             self.db.rollback()
             raise Conflict("this request lost its claim on the upload (it stalled too long)")
-        self.db.commit()
+        if file_key is None:
+            self.db.commit()
+        else:
+            commit_pointing_at(self.db, file_key)
 
     def abandon(self) -> None:
+        self._stop()
         try:
             self.db.rollback()
             self._mine(claim=None, claimed_at=None)
@@ -293,7 +374,7 @@ def _complete(
         quota.settle(db, owner_id=upload.owner_id, amount=upload.length)
         db.add(record)
         db.flush()
-        claim.release(received=upload.length, file_id=record.id, expires_at=expires_at)
+        claim.release(key, received=upload.length, file_id=record.id, expires_at=expires_at)
     _drop(storage, upload.storage_ref)
     db.refresh(upload)
     return record
@@ -304,7 +385,7 @@ def _digest(storage: Storage, key: str) -> tuple[str, bytes]:
     digest, head = hashlib.sha256(), b""
     with storage.open(key) as stream:
         while chunk := stream.read(CHUNK):
-            digest.update(chunk)
+            threads.blocking(digest.update, chunk)  # a core's work: beside the event loop
             if len(head) < SNIFF_BYTES:
                 head += chunk[: SNIFF_BYTES - len(head)]
     return digest.hexdigest(), head

@@ -15,7 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.errors import StorageUnavailable
+from app.errors import InsufficientStorage, StorageUnavailable
 from app.storage.base import CHUNK, BlobInfo, ByteStream, PartialInfo, StoredBlob, new_key
 
 log = logging.getLogger("app.storage")
@@ -28,6 +28,7 @@ PARTIAL_DIR = ".uploads"  # `<prefix>/.uploads/<id>/`: a partial upload's marker
 MARKER = "key-"  # `key-<blob key>`: the multipart upload on that key belongs to this partial upload
 TAIL = "tail-"  # `tail-<start offset>`: the bytes from there on that do not yet fill a part
 # Refusals that mean "the store cannot serve us now" (or is misconfigured), not "this request is wrong".
+FULL = {"XMinioStorageFull", "InsufficientStorage", "StorageFull", "EntityTooLarge", "QuotaExceeded"}
 UNAVAILABLE = {
     "SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling", "RequestTimeTooSkewed",
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
@@ -75,6 +76,9 @@ def unavailable_on_error(action: str) -> Iterator[None]:
         log.warning("object store unavailable while %s: %s", action, e)
         raise StorageUnavailable(f"the file storage is unreachable ({type(e).__name__}); retry later") from e
     except ClientError as e:
+        if _status(e) == 507 or _code(e) in FULL:
+            log.error("object store full while %s: %s", action, e)
+            raise InsufficientStorage() from e
         if _status(e) >= 500 or _status(e) == 403 or _code(e) in UNAVAILABLE:
             log.warning("object store refused %s: %s", action, e)
             raise StorageUnavailable(f"the file storage is unavailable ({_code(e)}); retry later") from e
