@@ -36,9 +36,10 @@ class Config:
     # database options
     DATABASE_URL = default_database_url()
     DB_POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10"))
-    DB_CONNECT_TIMEOUT = int(os.environ.get("DB_CONNECT_TIMEOUT", "5"))
-    # Longest wait for any one reply of the server: a database that stops answering gives 503, not a hung request.
-    DB_READ_TIMEOUT = int(os.environ.get("DB_READ_TIMEOUT", "30"))
+    # Longest wait for the database (SPEC §13): one that stops answering gives 503 within it, not a hung request.
+    DB_TIMEOUT = int(os.environ.get("DB_TIMEOUT", "5"))
+    DB_CONNECT_TIMEOUT = int(os.environ.get("DB_CONNECT_TIMEOUT") or DB_TIMEOUT)
+    DB_READ_TIMEOUT = int(os.environ.get("DB_READ_TIMEOUT") or DB_TIMEOUT)  # any one reply of the server
 
     # security options
     JWT_SECRET = os.environ.get("JWT_SECRET", "")
@@ -67,6 +68,7 @@ class Config:
     RATELIMIT_SIGNUP = os.environ.get("RATELIMIT_SIGNUP", "30 per hour")
     RATELIMIT_REFRESH = os.environ.get("RATELIMIT_REFRESH", "60 per minute")
     RATELIMIT_REAUTH = os.environ.get("RATELIMIT_REAUTH", "5 per 15 minutes")
+    RATELIMIT_ACCOUNT = os.environ.get("RATELIMIT_ACCOUNT", "10 per hour")  # PATCH /user as a whole, per user
     # memory://: the counters live in the service's own database, shared by every worker (and every instance
     # on that database); redis://…: in Redis, falling back to the database while Redis is unreachable.
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
@@ -81,12 +83,16 @@ class Config:
     AWS_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID", "")
     AWS_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
     AWS_DEFAULT_REGION = os.environ.get("AWS_DEFAULT_REGION", "")
-    STORAGE_CONNECT_TIMEOUT = float(os.environ.get("STORAGE_CONNECT_TIMEOUT", "5"))
-    STORAGE_READ_TIMEOUT = float(os.environ.get("STORAGE_READ_TIMEOUT", "10"))  # ×3 attempts bounds a hung store
+    # Longest wait for a frozen object store (SPEC §13), over its two attempts: each gets half.
+    STORAGE_TIMEOUT = float(os.environ.get("STORAGE_TIMEOUT", "5"))
+    STORAGE_CONNECT_TIMEOUT = float(os.environ.get("STORAGE_CONNECT_TIMEOUT") or STORAGE_TIMEOUT / 2)
+    STORAGE_READ_TIMEOUT = float(os.environ.get("STORAGE_READ_TIMEOUT") or STORAGE_TIMEOUT / 2)
     S3_PART_SIZE = int(os.environ.get("S3_PART_SIZE", str(8 << 20)))  # one part per upload is held in memory
     MAX_UPLOAD_BYTES = int(os.environ.get("MAX_UPLOAD_BYTES", str(1 << 30)))
     # Per user, over their files' sizes altogether; 0 = unlimited. `flask set-quota` sets one user's own.
     QUOTA_BYTES = int(os.environ.get("QUOTA_BYTES", str(10 << 30)))
     LINK_MAX_TTL = int(os.environ.get("LINK_MAX_TTL", "86400"))  # seconds a file link may live at most
-    UPLOAD_EXPIRY = int(os.environ.get("UPLOAD_EXPIRY", "86400"))  # seconds an unfinished resumable upload is kept
+    UPLOAD_EXPIRY = int(os.environ.get("UPLOAD_EXPIRY", "86400"))
+    MAX_FILES_PER_USER = int(os.environ.get("MAX_FILES_PER_USER", "100000"))  # empty files too; 0: no cap
+    MAX_OPEN_UPLOADS = int(os.environ.get("MAX_OPEN_UPLOADS", "100"))  # unfinished resumable uploads per user  # seconds an unfinished resumable upload is kept
 

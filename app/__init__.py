@@ -118,6 +118,7 @@ def configure_limits(app: Flask) -> None:
         signup=Limit.parse(config["RATELIMIT_SIGNUP"]),
         refresh=Limit.parse(config["RATELIMIT_REFRESH"]),
         reauth=Limit.parse(config["RATELIMIT_REAUTH"]),
+        account=Limit.parse(config["RATELIMIT_ACCOUNT"]),
         prefix=config["RATELIMIT_KEY_PREFIX"],
         enabled=config["RATELIMIT_ENABLED"],
     )

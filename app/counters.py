@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from app.models import RateCounter
@@ -36,6 +36,10 @@ class Counters(Protocol):
         """The count of `key` in its current window, unchanged."""
         ...
 
+    def give_back(self, key: str) -> None:
+        """Take back one hit of `key` in its current window (an attempt that turned out to be no failure)."""
+        ...
+
 
 UPSERT = {
     # A window opens with the first hit and lasts `seconds`; a hit after it ends opens the next one.
@@ -54,6 +58,11 @@ UPSERT = {
     ),
 }
 READ = select(RateCounter.hits, RateCounter.expires_at).where(RateCounter.key == bindparam("key"))
+GIVE_BACK = (
+    update(RateCounter)
+    .where(RateCounter.key == bindparam("counter"), RateCounter.hits > 0, RateCounter.expires_at > bindparam("now"))
+    .values(hits=RateCounter.hits - 1)
+)
 
 
 class DatabaseCounters:
@@ -76,6 +85,10 @@ class DatabaseCounters:
             self.purged_at = now
             connection.execute(delete(RateCounter).where(RateCounter.expires_at < now))
         return Count(row.hits, row.expires_at)
+
+    def give_back(self, key: str) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(GIVE_BACK, {"counter": key, "now": int(time.time())})
 
     def peek(self, key: str, seconds: int) -> Count:
         now = int(time.time())
@@ -117,6 +130,15 @@ class RedisCounters:
 
     def hit(self, key: str, seconds: int) -> Count:
         return self._redis(self._hit, key, seconds) or self.fallback.hit(key, seconds)
+
+    def give_back(self, key: str) -> None:
+        if self._redis(self._give_back, key, 0) is None:
+            self.fallback.give_back(key)
+
+    def _give_back(self, key: str, _seconds: int) -> Count:
+        if self.storage.get(key) > 0:  # a window that ended meanwhile is not reopened below zero
+            self.storage.incr(key, 1, amount=-1)
+        return Count(0, 0)
 
     def peek(self, key: str, seconds: int) -> Count:
         return self._redis(self._peek, key, seconds) or self.fallback.peek(key, seconds)

@@ -99,7 +99,8 @@ def make_engine(
     return engine
 
 
-IDLE_BEFORE_PING = 10.0
+IDLE_BEFORE_PING = 1.0  # seconds: under load connections are never this idle, so never pinged
+RETRY_WITHIN = 0.5  # seconds: a failure faster than this was a dead connection, not a slow server
 
 
 def _remember_checkin(_dbapi_connection, record) -> None:
@@ -183,6 +184,18 @@ class Read:
         return rows[0] if rows else None
 
     def all(self, engine: Engine, params: Mapping[str, Any]) -> list[Any]:
+        started = time.monotonic()
+        try:
+            return self._all(engine, params)
+        except DBAPIError as e:
+            # A pooled connection the server dropped between requests (a restart, a fail-over, wait_timeout)
+            # fails at once: the pools are emptied, and the read is tried once more on a new connection.
+            # One that timed out is not tried again: the caller has waited long enough.
+            if not e.connection_invalidated or time.monotonic() - started > RETRY_WITHIN:
+                raise
+            return self._all(engine, params)
+
+    def _all(self, engine: Engine, params: Mapping[str, Any]) -> list[Any]:
         dialect = engine.dialect
         plan = self._plans.get(dialect) or self._plan(dialect)
         if plan.binds:

@@ -122,9 +122,15 @@ class QuotaExceeded(ApiError):
                    "`bytes` (in use now); nothing is stored")
 
     @classmethod
-    def of(cls, quota: int, used: int) -> "QuotaExceeded":
-        return cls(f"the upload would take you past your storage quota of {quota} bytes ({used} in use)",
-                   {"quota": quota, "bytes": used})
+    def of(cls, quota: int, used: int, reserved: int = 0) -> "QuotaExceeded":
+        held = f", {reserved} held by unfinished resumable uploads" if reserved else ""
+        return cls(f"the upload would take you past your storage quota of {quota} bytes ({used} in use{held})",
+                   {"quota": quota, "bytes": used, "reserved": reserved})
+
+    @classmethod
+    def files(cls, limit: int) -> "QuotaExceeded":
+        return cls(f"you have {limit} files, the most one account may keep; delete some first",
+                   {"max_files": limit})
 
 
 class ServiceUnavailable(ApiError):

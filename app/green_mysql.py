@@ -30,6 +30,9 @@ class GreenConnection(Connection):
             raise
         self.read_query_result()
 
+    def ping(self, *_args):
+        self.query(b"DO 1")
+
     def commit(self):
         self.query(b"COMMIT")
 

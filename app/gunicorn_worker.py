@@ -167,6 +167,13 @@ class ClientSocket:
         return sent
 
 
+class Response(wsgi.Response):
+    """gunicorn's response without its `Server: gunicorn` line: which software serves is nobody's business."""
+
+    def default_headers(self) -> list[str]:
+        return [line for line in super().default_headers() if not line.startswith("Server:")]
+
+
 def unread_body(req) -> int | None:
     """Bytes of the request's body not read yet; None when that is not known (a chunked body)."""
     body = req.body
@@ -273,7 +280,7 @@ class JsonErrorWorker(GeventWorker):
         try:
             self.cfg.pre_request(self, req)
             request_start = time.time()
-            resp, environ = wsgi.create(req, sock, addr, listener_name, self.cfg)
+            resp, environ = wsgi.create(req, sock, addr, listener_name, self.cfg, response_class=Response)
             environ["wsgi.multithread"] = True
             self.nr += 1
             if self.nr >= self.max_requests and self.alive:

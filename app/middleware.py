@@ -12,9 +12,10 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 # C0 controls, DEL, C1 controls, and the two Unicode line breaks some log readers split on.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# A file link's token is a credential: whatever follows /file/link/ never reaches a log (SPEC §7).
-LINK_TOKEN_IN_PATH = re.compile(r"(/file/+link/+).+", re.IGNORECASE | re.DOTALL)
-LINK_TOKEN_IN_TEXT = re.compile(r"(/file/+link/+)[^\s'\"]+", re.IGNORECASE)
+# A file link's token is a credential: whatever follows a `link/` segment never reaches a log (SPEC §7),
+# however the path reaches it (/file/link/, /file/./link/, //file//link/, percent-encoded slashes).
+LINK_TOKEN_IN_PATH = re.compile(r"(/link/+).+", re.IGNORECASE | re.DOTALL)
+LINK_TOKEN_IN_TEXT = re.compile(r"((?:/|%2f)link(?:/|%2f)+)[^\s'\"]+", re.IGNORECASE)
 REDACTED = "<redacted>"
 log = logging.getLogger("app.request")
 
@@ -64,6 +65,11 @@ def start_request() -> Response | None:
 def finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or request_id_for_request()
     response.headers["X-Request-ID"] = request_id
+    # No answer is to be sniffed into another type; the API's own pages and JSON are never framed (a file
+    # shown inline through a link may be: its own headers say how, app/downloads.py).
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype in ("application/json", "text/html"):
+        response.headers.setdefault("X-Frame-Options", "DENY")
     if log.isEnabledFor(logging.INFO):  # the escaping is not paid for a line nobody writes
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         log.info("%s %s %s %s %.1fms", request_id, escape_controls(request.method),

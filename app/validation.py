@@ -14,6 +14,7 @@ from pydantic import ValidationError as PydanticError
 from pydantic_core import PydanticCustomError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.common_passwords import is_common
 from app.errors import ValidationError
 from app.multipart import boundary_of
 from config import Config
@@ -61,10 +62,20 @@ Login = Annotated[StrictStr, Field(
         {"format": "email", "pattern": EMAIL_PATTERN}, {"pattern": PHONE_CHARS.pattern},
     ]},
 ), AfterValidator(_normalised_login)]
+COMMON_PASSWORD = "is one of the most commonly used passwords; choose another"
+
+
+def _uncommon(value: str) -> str:
+    if is_common(value):
+        raise PydanticCustomError("common_password", COMMON_PASSWORD)
+    return value
+
+
 Password = Annotated[StrictStr, Field(
-    min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, description=f"{PASSWORD_MIN} to {PASSWORD_MAX} characters.",
-    examples=["correct horse"],
-)]
+    min_length=PASSWORD_MIN, max_length=PASSWORD_MAX,
+    description=f"{PASSWORD_MIN} to {PASSWORD_MAX} characters, not one of the most commonly used passwords.",
+    examples=["correct horse battery"],
+), AfterValidator(_uncommon)]
 
 
 class Credentials(Strict):
@@ -281,6 +292,8 @@ def normalize_login(value: str, region: str) -> str:
 def check_password(password: str, field: str = "password") -> str:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise ValidationError.field(field, f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+    if is_common(password):
+        raise ValidationError.field(field, COMMON_PASSWORD)
     return password
 
 

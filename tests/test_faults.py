@@ -397,3 +397,28 @@ def test_a_full_disk_is_507_stores_nothing_and_keeps_the_old_content(app, make_l
     assert status == 200
     status, body = upload(server, token, small)  # room again
     assert status == 201
+
+
+def test_storage_check_reports_a_crashed_writes_leftover_at_once_and_never_a_live_one(app, make_live_server):
+    """Without --min-age: a write whose worker was killed is reported (exit 1) and removed by --repair, while
+    a write still under way is left alone however long it takes."""
+    server = make_live_server()
+    token = live_token(server)
+    storage = app.extensions["storage"]
+    alive = start_slow_upload(server, token, total=64 * MIB, first=4 * MIB)
+    wait_for(lambda: list(storage.unfinished()), what="the upload to reach storage")
+    runner = app.test_cli_runner()
+    time.sleep(2.5)
+    result = runner.invoke(args=["storage-check"])
+    assert result.exit_code == 0 and "unfinished upload" not in result.output, result.output  # a live writer
+    workers = worker_pids(server.process.pid)
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    alive.close()
+    wait_for(lambda: len(worker_pids(server.process.pid) - workers) == 2, what="gunicorn to replace its workers")
+    time.sleep(2.5)
+    result = runner.invoke(args=["storage-check"])
+    assert result.exit_code == 1 and "orphan: unfinished upload" in result.output, result.output
+    result = runner.invoke(args=["storage-check", "--repair"])
+    assert result.exit_code == 0 and "removed: unfinished upload" in result.output, result.output
+    assert stored_files(app) == []

@@ -87,13 +87,11 @@ def update_user():
     data = parse(AccountChange, body())
     if data.id is None and data.password is None:
         raise ValidationError.fields({"id": "id or password is required", "password": "id or password is required"})
-    throttle().reauthenticate(g.user_id)
-    try:
-        new_login = change_account(
-            get_db(), passwords=passwords(), user_id=g.user_id, session_id=g.session_id,
-            current_password=data.current_password, new_login=data.id, new_password=data.password, now=utcnow(),
-        )
-    except Forbidden:
-        throttle().failed_reauthentication(get_db(), g.user_id, g.login)
-        raise
+    throttle().change_account(g.user_id)
+    throttle().reauthenticate(g.user_id, g.login)
+    new_login = change_account(
+        get_db(), passwords=passwords(), throttle=throttle(), user_id=g.user_id, login=g.login,
+        session_id=g.session_id, current_password=data.current_password, new_login=data.id,
+        new_password=data.password, now=utcnow(),
+    )
     return ok(shapes.Me(id=new_login))

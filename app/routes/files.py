@@ -1,5 +1,6 @@
 """Private files: upload, list, metadata, download, replace, delete."""
 import re
+from dataclasses import replace as with_changes
 
 from flask import Blueprint, current_app, g, request
 
@@ -17,7 +18,8 @@ from app.responses import ok
 from app.services.files import (
     delete_file, get_own_file, list_files, open_own_file, replace_file, room_for, upload_file,
 )
-from app.services.quota import Room
+from app.services.quota import Room, room as quota_room
+from app.services.uploads import free_expired
 from app.validation import PAGE_PARAMETERS, page_params
 
 bp = Blueprint("files", __name__, url_prefix="/file")
@@ -147,7 +149,12 @@ def upload_room(file_id: int | None = None) -> Room:
         raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
     at_least = max(0, announced - MULTIPART_OVERHEAD) if announced <= limit else 0
     room = Room.of(used=g.bytes_used, reserved=g.bytes_reserved, own_quota=g.quota_bytes,
-                   default_quota=current_app.config["QUOTA_BYTES"])  # as read with the session
+                   default_quota=current_app.config["QUOTA_BYTES"],  # as read with the session
+                   max_files=current_app.config["MAX_FILES_PER_USER"] if file_id is None else 0)
+    # Room held by resumable uploads that have expired is given back first, and the room read again.
+    if room.reserved and free_expired(get_db(), storage(), owner_id=g.user_id, now=utcnow()):
+        standing = quota_room(get_db(), owner_id=g.user_id, default_quota=room.default_quota)
+        room = with_changes(standing, max_files=room.max_files)
     return room_for(get_db(), owner_id=g.user_id, room=room, at_least=at_least, file_id=file_id)
 
 

@@ -12,10 +12,10 @@ from werkzeug.http import http_date
 
 from app import shapes
 from app.api import operation
-from app.auth import token_required
+from app.auth import authenticate, token_required
 from app.db import get_db, utcnow
 from app.errors import (
-    ChecksumMismatch, Conflict, InsufficientStorage, PreconditionFailed, QuotaExceeded, UnsupportedMediaType,
+    ChecksumMismatch, Conflict, InsufficientStorage, PreconditionFailed, QuotaExceeded, RateLimited, UnsupportedMediaType,
     ValidationError,
 )
 from app.extensions import storage
@@ -54,6 +54,16 @@ def tus_request(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return wrapped
+
+
+@bp.before_app_request
+def unknown_upload_path() -> None:
+    """A path under the prefix that names no upload (`/file/uploads/a/b`) is refused as an upload would be:
+    401 without a token, 412 without `Tus-Resumable`, then 404, never 404 before the version check."""
+    if request.url_rule is None and request.path.startswith(PREFIX + "/") and request.method != "OPTIONS":
+        authenticate()
+        if request.headers.get("Tus-Resumable") != TUS_VERSION:
+            raise PreconditionFailed(f"Tus-Resumable: {TUS_VERSION} is required (the only version served)")
 
 
 @bp.after_app_request
@@ -123,7 +133,7 @@ def options():
 @bp.route("", methods=["POST"], provide_automatic_options=False)
 @operation(
     "createUpload", "uploads", "Start a resumable upload", body=CHUNK_BODY,
-    errors=(*STATE_ERRORS, QuotaExceeded, InsufficientStorage, ChecksumMismatch, UnsupportedMediaType),
+    errors=(*STATE_ERRORS, QuotaExceeded, RateLimited, InsufficientStorage, ChecksumMismatch, UnsupportedMediaType),
     description=("`Upload-Length` bytes are reserved against the quota until the upload completes, is terminated "
                  "or expires. With a body (`Content-Type: application/offset+octet-stream`) the body is the first "
                  "chunk. `Upload-Length: 0` makes the (empty) file at once: the answer carries `X-File-Id`."),
@@ -159,6 +169,7 @@ def create():
     upload = create_upload(
         get_db(), storage(), owner_id=g.user_id, length=length, client_name=name, max_bytes=limit,
         default_quota=current_app.config["QUOTA_BYTES"], expiry=current_app.config["UPLOAD_EXPIRY"], now=utcnow(),
+        max_files=current_app.config["MAX_FILES_PER_USER"], max_open=current_app.config["MAX_OPEN_UPLOADS"],
     )
     response = empty(201)
     response.headers["Location"] = url_for("uploads.state", upload_id=upload.id, _external=True)

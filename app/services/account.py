@@ -10,6 +10,7 @@ from app.errors import Forbidden, NotFound, UserExists, ValidationError
 from app.models import DeviceSession, LoginEvent, RefreshToken, User
 from app.security import Passwords
 from app.services.sessions import revoke_sessions
+from app.services.throttle import Throttle
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,17 @@ def login_history(db: Session, *, user_id: int, page: int, list_size: int) -> tu
 
 
 def change_account(
-    db: Session, *, passwords: Passwords, user_id: int, session_id: str, current_password: str,
-    new_login: str | None, new_password: str | None, now: datetime,
+    db: Session, *, passwords: Passwords, throttle: Throttle, user_id: int, login: str, session_id: str,
+    current_password: str, new_login: str | None, new_password: str | None, now: datetime,
 ) -> str:
-    """Change the login and/or password; a new password signs out every other device in the same commit."""
+    """Change the login and/or password; a new password signs out every other device in the same commit.
+    The attempt was counted as a wrong guess (Throttle.reauthenticate); a right password gives it back."""
     user = db.get(User, user_id)
     if user is None:
         raise NotFound("no such user")
     if not passwords.verify(user.password_hash, current_password):
         raise Forbidden("current_password is wrong", {"fields": {"current_password": "wrong password"}})
+    throttle.reauthenticated(user_id, login)
     if new_login is not None and new_login != user.login:
         if db.scalar(select(User.id).where(User.login == new_login)) is not None:
             raise UserExists()

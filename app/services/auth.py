@@ -68,7 +68,8 @@ def sign_in(
 ) -> IssuedTokens:
     user = db.scalar(select(User).where(User.login == login))
     # An unknown id is checked against a dummy hash, and its failure recorded by the same statement that
-    # records a wrong password (it inserts no row): the same work, the same time, the same answer.
+    # records a wrong password (it inserts no row): the same work, the same time, the same answer. The
+    # attempt was already counted as a failure of the login (Throttle.sign_in); a right password gives it back.
     ok = passwords.verify(user.password_hash if user else None, password)
     if user is None or not ok:
         db.execute(insert(LoginEvent).from_select(
@@ -76,9 +77,9 @@ def sign_in(
             select(User.id, literal(now), literal(client.ip), literal(client.user_agent), false())
             .where(User.login == login),
         ))
-        throttle.failed_sign_in(db, login)
         db.commit()
         raise InvalidCredentials()
+    throttle.signed_in(login)
     db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=True))
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)

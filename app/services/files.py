@@ -35,6 +35,7 @@ EXTENSION_MAX = 32
 FALLBACK_NAME = "file"
 SNIFF_BYTES = 8192  # zip-based office formats and tar headers are recognised within the first few KiB
 RETRIES = 5
+ABANDONED_AFTER = 2.0  # seconds: past the instant between a write's file being made and locked
 IN_CHUNKS = 1000  # keys per IN (...) when re-checking
 GENERIC_MIME = "application/octet-stream"
 DRAIN_CHUNK = 1 << 20
@@ -296,7 +297,8 @@ def upload_file(
         )
         # The owner's row first (its counters: one conditional UPDATE that refuses to pass the quota), then
         # the file's: one lock order for every writer, no deadlock.
-        quota.charge(db, owner_id=owner_id, growth=blob.size, default_quota=room.default_quota, files=1)
+        quota.charge(db, owner_id=owner_id, growth=blob.size, default_quota=room.default_quota, files=1,
+                     max_files=room.max_files)
         db.add(record)
         commit_pointing_at(db, blob.key)
     return record
@@ -464,7 +466,11 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
     db.commit()  # a fresh snapshot: rows committed while we listed must not be mistaken for orphans
     claimed = _keys_with_rows(db, [blob.key for blob in report.orphans])
     report.orphans = [blob for blob in report.orphans if blob.key not in claimed]
-    report.unfinished = [blob for blob in storage.unfinished() if now - blob.modified >= min_age]
+    # A write whose writer is gone (crashed) is a leftover at once; any other only once older than min_age.
+    report.unfinished = [
+        blob for blob in storage.unfinished()
+        if now - blob.modified >= (ABANDONED_AFTER if blob.abandoned else min_age)
+    ]
     gone = [key for key in rows if key not in stored]
     still_referenced = _keys_with_rows(db, gone)
     report.missing = [

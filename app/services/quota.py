@@ -33,6 +33,7 @@ class Room:
     reserved: int
     default_quota: int  # the QUOTA_BYTES it was read with, for that UPDATE
     freed: int = 0  # bytes the write gives back: the old content of a file being replaced
+    max_files: int = 0  # MAX_FILES_PER_USER, for that UPDATE (0: no cap)
 
     def fits(self, size: int) -> bool:
         """Whether content of `size` bytes fits; a write that does not grow the total always does."""
@@ -40,13 +41,13 @@ class Room:
         return self.quota is None or growth <= 0 or self.used + self.reserved + growth <= self.quota
 
     def refusal(self) -> QuotaExceeded:
-        return QuotaExceeded.of(self.quota or 0, self.used)
+        return QuotaExceeded.of(self.quota or 0, self.used, self.reserved)
 
     @classmethod
-    def of(cls, *, used: int, reserved: int, own_quota: int | None, default_quota: int) -> "Room":
+    def of(cls, *, used: int, reserved: int, own_quota: int | None, default_quota: int, max_files: int = 0) -> "Room":
         """From the user's row as read (own_quota NULL: the default applies; 0: unlimited)."""
         quota = default_quota if own_quota is None else own_quota
-        return cls(quota or None, used, reserved, default_quota)
+        return cls(quota or None, used, reserved, default_quota, max_files=max_files)
 
 
 def quota_of(default_quota: int | ColumnElement[int]) -> ColumnElement[int]:
@@ -59,12 +60,13 @@ QUOTA = quota_of(bindparam("default_quota", type_=BigInteger))
 OWNER = User.id == bindparam("owner_id")
 USAGE = select(User.file_count, User.bytes_used, QUOTA).where(OWNER)
 STANDING = select(User.bytes_used, User.bytes_reserved, QUOTA).where(OWNER)
+USAGE_AND_STANDING = select(User.file_count, User.bytes_used, User.bytes_reserved, QUOTA).where(OWNER)
 
 
 @functools.cache
-def _growth(columns: tuple[str, ...], files: bool, checked: bool) -> Update:
+def _growth(columns: tuple[str, ...], files: bool, checked: bool, counted: bool = False) -> Update:
     """UPDATE adding `add_<column>` to each column (and `files` to file_count); if `checked`, only while the
-    total plus `growth` stays within the quota."""
+    total plus `growth` stays within the quota; if `counted`, only while file_count stays within max_files."""
     values = {name: getattr(User, name) + bindparam(f"add_{name}", type_=BigInteger) for name in columns}
     if files:
         values["file_count"] = User.file_count + bindparam("files", type_=Integer)
@@ -72,6 +74,8 @@ def _growth(columns: tuple[str, ...], files: bool, checked: bool) -> Update:
     if checked:
         growth = bindparam("growth", type_=BigInteger)
         statement = statement.where((QUOTA == 0) | (User.bytes_used + User.bytes_reserved + growth <= QUOTA))
+    if counted:
+        statement = statement.where(User.file_count + bindparam("files", type_=Integer) <= bindparam("max_files"))
     return statement.execution_options(synchronize_session=False)
 
 
@@ -88,8 +92,10 @@ def room(db: Session, *, owner_id: int, default_quota: int) -> Room:
     return Room(quota or None, used, reserved, default_quota)
 
 
-def _grow(db: Session, *, owner_id: int, default_quota: int, files: int = 0, **changes: int) -> None:
-    """Apply `changes` (column → amount) to the user's row if the total stays within the quota, else raise.
+def _grow(db: Session, *, owner_id: int, default_quota: int, files: int = 0, max_files: int = 0,
+          **changes: int) -> None:
+    """Apply `changes` (column → amount) to the user's row if the total stays within the quota (and, with
+    `max_files`, the file count within it), else raise.
 
     `files` changes file_count in the same statement: one row lock, one round trip.
     """
@@ -97,22 +103,28 @@ def _grow(db: Session, *, owner_id: int, default_quota: int, files: int = 0, **c
     if not changes and not files:
         return
     growth = sum(changes.values())
-    statement = _growth(tuple(sorted(changes)), files != 0, growth > 0)
+    counted = files > 0 and max_files > 0
+    statement = _growth(tuple(sorted(changes)), files != 0, growth > 0, counted)
     parameters = {"owner_id": owner_id, "default_quota": default_quota, "growth": growth, "files": files,
                   **{f"add_{name}": amount for name, amount in changes.items()}}
+    if counted:
+        parameters["max_files"] = max_files
     if db.execute(statement, parameters).rowcount == 1:
         return
-    row = db.execute(STANDING, {"owner_id": owner_id, "default_quota": default_quota}).one_or_none()
+    row = db.execute(USAGE_AND_STANDING, {"owner_id": owner_id, "default_quota": default_quota}).one_or_none()
     if row is None:
         return  # the account is gone: the caller's own insert fails on its foreign key
-    used, _, quota = row
-    raise QuotaExceeded.of(quota, used)
+    count, used, reserved, quota = row
+    if counted and count + files > max_files:
+        raise QuotaExceeded.files(max_files)
+    raise QuotaExceeded.of(quota, used, reserved)
 
 
-def charge(db: Session, *, owner_id: int, growth: int, default_quota: int, files: int = 0) -> None:
+def charge(db: Session, *, owner_id: int, growth: int, default_quota: int, files: int = 0,
+           max_files: int = 0) -> None:
     """Count `growth` more (or, if negative, fewer) stored bytes and `files` more files; QuotaExceeded if
-    that passes the quota (a negative growth never does)."""
-    _grow(db, owner_id=owner_id, default_quota=default_quota, files=files, bytes_used=growth)
+    that passes the quota (a negative growth never does), or more files than `max_files` (0: no cap)."""
+    _grow(db, owner_id=owner_id, default_quota=default_quota, files=files, max_files=max_files, bytes_used=growth)
 
 
 def reserve(db: Session, *, owner_id: int, amount: int, default_quota: int) -> None:

@@ -1,7 +1,12 @@
-"""The abuse limits of sign-in, sign-up, refresh and re-authentication (SPEC §9), over shared counters.
+"""The abuse limits of sign-in, sign-up, refresh, re-authentication and account changes (SPEC §9), over
+shared counters.
 
 A request is counted only once its body has been read and found well-formed: one refused for its size
 or form never touches a counter. A 429 reads the same whether the login exists or not.
+
+Count first, then decide: every attempt is counted (one atomic increment) before anything is checked,
+and the count it got decides. So a limit of N lets at most N of a burst through, however many arrive at
+once; a password check that then succeeds gives its count back (it was no failure).
 """
 import hashlib
 from dataclasses import dataclass
@@ -42,6 +47,7 @@ class Throttle:
     signup: Limit
     refresh: Limit
     reauth: Limit
+    account: Limit | None = None
     prefix: str = ""
     enabled: bool = True
 
@@ -60,32 +66,41 @@ class Throttle:
         self._count_attempt("refresh", address, self.refresh)
 
     def sign_in(self, db: Session, *, login: str, address: str, now: datetime) -> None:
-        """Every attempt counts per address; a login over its failures is refused to strangers only."""
+        """Every attempt counts per address, and as a failure of the login until its password proves right
+        (`signed_in`); a login over its failures is refused to strangers only."""
         if not self.enabled:
             return
         self._count_attempt("signin-address", address, self.signin)
-        failures = self.login_failures.peek(self.key("signin-login", login), self.signin.seconds)
-        if failures.hits >= self.signin.amount and not known_address(db, login=login, address=address, now=now):
+        failures = self.login_failures.hit(self.key("signin-login", login), self.signin.seconds)
+        if failures.hits > self.signin.amount and not known_address(db, login=login, address=address, now=now):
             refuse(failures, self.signin)
 
-    def failed_sign_in(self, db: Session, login: str) -> None:
-        """Count a failure of `login` within `db`'s transaction: it counts when the caller commits."""
+    def signed_in(self, login: str) -> None:
+        """The password was right: the attempt `sign_in` counted was no failure."""
         if self.enabled:
-            self.login_failures.hit(self.key("signin-login", login), self.signin.seconds, db.connection())
+            self.login_failures.give_back(self.key("signin-login", login))
 
-    def reauthenticate(self, user_id: int) -> None:
-        """Before a `current_password` is checked: refused once the user's wrong guesses reach the limit."""
-        if self.enabled:
-            count = self.counters.peek(self.key("reauth", str(user_id)), self.reauth.seconds)
-            if count.hits >= self.reauth.amount:
-                refuse(count, self.reauth)
+    def reauthenticate(self, user_id: int, login: str) -> None:
+        """Before a `current_password` is checked: counted as a wrong guess of the user's, and as a failed
+        sign-in of the login, until it proves right (`reauthenticated`); refused over either limit."""
+        if not self.enabled:
+            return
+        guesses = self.counters.hit(self.key("reauth", str(user_id)), self.reauth.seconds)
+        failures = self.login_failures.hit(self.key("signin-login", login), self.signin.seconds)
+        if guesses.hits > self.reauth.amount:
+            refuse(guesses, self.reauth)
+        if failures.hits > self.signin.amount:
+            refuse(failures, self.signin)
 
-    def failed_reauthentication(self, db: Session, user_id: int, login: str) -> None:
-        """A wrong `current_password` is a failed sign-in of that login too."""
+    def reauthenticated(self, user_id: int, login: str) -> None:
         if self.enabled:
-            self.counters.hit(self.key("reauth", str(user_id)), self.reauth.seconds)
-            self.failed_sign_in(db, login)
-            db.commit()
+            self.counters.give_back(self.key("reauth", str(user_id)))
+            self.login_failures.give_back(self.key("signin-login", login))
+
+    def change_account(self, user_id: int) -> None:
+        """`PATCH /user` as a whole, per user: its answers (a login taken) and its hashing cannot be driven at will."""
+        if self.account is not None:
+            self._count_attempt("account", str(user_id), self.account)
 
 
 def refuse_over(count: Count, limit: Limit) -> None:

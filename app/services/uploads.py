@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import threads
 from app.errors import (
-    ChecksumMismatch, Conflict, FileTooLarge, NotFound, ServiceUnavailable, ValidationError,
+    ChecksumMismatch, Conflict, FileTooLarge, NotFound, QuotaExceeded, RateLimited, ServiceUnavailable,
+    ValidationError,
 )
 from app.models import File, Upload
 from app.services import quota
@@ -94,17 +95,22 @@ def parse_checksum(header: str) -> Checksum:
 
 def create_upload(
     db: Session, storage: Storage, *, owner_id: int, length: int, client_name: str, max_bytes: int,
-    default_quota: int, expiry: int, now: datetime,
+    default_quota: int, expiry: int, now: datetime, max_files: int = 0, max_open: int = 0,
 ) -> Upload:
-    """A new upload of `length` bytes, reserved against the owner's quota. A 0-byte upload is a file at once."""
+    """A new upload of `length` bytes, reserved against the owner's quota. A 0-byte upload is a file at once.
+
+    The owner's expired uploads go first (their reservations with them); over `max_open` unfinished
+    uploads is 429 until the oldest expires, at `max_files` files 413."""
     if length > max_bytes:
         raise FileTooLarge(f"the file is larger than the limit of {max_bytes} bytes")
+    free_expired(db, storage, owner_id=owner_id, now=now)
     upload = Upload(
         id=secrets.token_hex(ID_BYTES), owner_id=owner_id, length=length, received=0,
         name=display_name(client_name), created_at=now, expires_at=now + timedelta(seconds=expiry),
     )
     if length == 0:
-        return _empty_file(db, storage, upload, now)
+        return _empty_file(db, storage, upload, now, max_files)
+    _check_caps(db, owner_id=owner_id, now=now, max_files=max_files, max_open=max_open, default_quota=default_quota)
     # A refusal should cost the store nothing; the reservation below is the check that holds under races.
     standing = quota.room(db, owner_id=owner_id, default_quota=default_quota)
     db.commit()
@@ -118,12 +124,43 @@ def create_upload(
     return upload
 
 
-def _empty_file(db: Session, storage: Storage, upload: Upload, now: datetime) -> Upload:
+def _check_caps(db: Session, *, owner_id: int, now: datetime, max_files: int, max_open: int, default_quota: int) -> None:
+    if max_open > 0:
+        open_uploads = db.execute(
+            select(func.count(), func.min(Upload.expires_at))
+            .where(Upload.owner_id == owner_id, Upload.received < Upload.length, Upload.expires_at > now)
+        ).one()
+        if open_uploads[0] >= max_open:
+            db.commit()
+            wait = (open_uploads[1] - now).total_seconds()
+            raise RateLimited.after(time.time() + wait, f"you have {max_open} unfinished resumable uploads, the most "
+                                    "one account may keep open; finish or terminate one first")
+    if max_files > 0 and quota.usage(db, owner_id=owner_id, default_quota=default_quota).files >= max_files:
+        db.commit()
+        raise QuotaExceeded.files(max_files)
+
+
+def free_expired(db: Session, storage: Storage, *, owner_id: int, now: datetime) -> int:
+    """Remove the owner's unfinished uploads past their expiry, with their bytes and reservations: an expired
+    upload holds no quota, without an operator's help. How many went."""
+    expired = [Found.of(upload) for upload in db.scalars(
+        select(Upload).where(Upload.owner_id == owner_id, Upload.expires_at <= now, Upload.received < Upload.length)
+    )]
+    db.commit()
+    removed = 0
+    for found in expired:
+        if _remove(db, found, now=now):
+            _drop(storage, found.storage_ref)
+            removed += 1
+    return removed
+
+
+def _empty_file(db: Session, storage: Storage, upload: Upload, now: datetime, max_files: int = 0) -> Upload:
     blob = storage.save(EmptyStream())
     upload.storage_ref = ""
     with rows_for_stored(db, lambda: discard(storage, blob.key)):
         record = _file_row(upload, blob.key, blob.sha256, b"", now)
-        quota.charge(db, owner_id=upload.owner_id, growth=0, files=1, default_quota=0)
+        quota.charge(db, owner_id=upload.owner_id, growth=0, files=1, default_quota=0, max_files=max_files)
         db.add(record)
         db.flush()
         upload.file_id = record.id

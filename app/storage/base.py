@@ -28,6 +28,7 @@ class BlobInfo:
     key: str
     size: int
     modified: float  # seconds since the epoch
+    abandoned: bool = False  # an unfinished write known to have no writer left (its process died)
 
 
 @dataclass(frozen=True)

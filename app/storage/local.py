@@ -1,7 +1,9 @@
 """Blobs as files in a local directory."""
+import fcntl
 import hashlib
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, Iterator, cast
 
@@ -33,6 +35,8 @@ class LocalStorage:
         digest = hashlib.sha256()
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
         try:
+            # Held while this process writes: a .part whose lock anyone can take is a dead writer's leftover.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             with open(fd, "wb") as out:
                 size = write_behind(stream, WriteBack(out, digest=digest).write)
                 out.flush()
@@ -71,7 +75,8 @@ class LocalStorage:
                 yield from _files(entry)
 
     def unfinished(self) -> Iterator[BlobInfo]:
-        yield from _files(self.tmp)
+        for blob in _files(self.tmp):
+            yield replace(blob, abandoned=_unlocked(self.tmp / blob.key))
 
     def delete_unfinished(self, key: str) -> None:
         if "/" not in key and key.endswith(".part"):
@@ -86,7 +91,9 @@ class LocalStorage:
 
     def start_partial(self) -> str:
         ref = new_key()
-        self.partial_path(ref).touch(exist_ok=False)
+        # Readable by the service's user only, like every stored blob (mkstemp's 0600); a finished upload
+        # becomes its file as a second name of these same bytes, so it keeps this mode.
+        os.close(os.open(self.partial_path(ref), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         _fsync_dir(self.partial_dir)
         return ref
 
@@ -196,6 +203,21 @@ def _files(directory: Path) -> Iterator[BlobInfo]:
             continue
         if item.is_file():
             yield BlobInfo(item.name, stat.st_size, stat.st_mtime)
+
+
+def _unlocked(path: Path) -> bool:
+    """Whether no process holds the write lock of `path` (see LocalStorage.save)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
