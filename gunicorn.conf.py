@@ -4,6 +4,7 @@ They are read after `.env` (see config.py), so `PORT=3901` there is honoured; th
 import errno
 import gc
 import os
+import signal
 import socket
 import sys
 
@@ -75,6 +76,11 @@ def pre_fork(server, worker):
 
 
 def post_fork(server, worker):
+    # The child starts with the master's signal handlers, which only queue a signal for the master's loop: a
+    # stop (TERM) arriving while this worker boots would be swallowed, and the worker would serve on until
+    # the master gives up on it. Until the worker sets its own, a signal does what it does by default.
+    for number in (*server.SIGNALS, signal.SIGCHLD):
+        signal.signal(number, signal.SIG_DFL)
     if server.cfg.preload_app:  # the master made the app: its database pools must not be shared across the fork
         from app.db import after_fork
 

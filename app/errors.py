@@ -118,14 +118,15 @@ class FileTooLarge(ApiError):
 
 class QuotaExceeded(ApiError):
     status, code, message = 413, "quota_exceeded", "the upload would take you past your storage quota"
-    description = ("the upload would take the user's stored bytes past their quota; `details` has `quota` and "
-                   "`bytes` (in use now); nothing is stored")
+    description = ("the upload would take the user's stored bytes past their quota; `details` has `quota`, "
+                   "`bytes` (in use now) and, when unfinished resumable uploads hold some, `reserved`; or the user "
+                   "keeps MAX_FILES_PER_USER files (`details.max_files`); nothing is stored")
 
     @classmethod
     def of(cls, quota: int, used: int, reserved: int = 0) -> "QuotaExceeded":
         held = f", {reserved} held by unfinished resumable uploads" if reserved else ""
-        return cls(f"the upload would take you past your storage quota of {quota} bytes ({used} in use{held})",
-                   {"quota": quota, "bytes": used, "reserved": reserved})
+        details = {"quota": quota, "bytes": used, **({"reserved": reserved} if reserved else {})}
+        return cls(f"the upload would take you past your storage quota of {quota} bytes ({used} in use{held})", details)
 
     @classmethod
     def files(cls, limit: int) -> "QuotaExceeded":

@@ -31,7 +31,8 @@ def sign_in(server) -> str:
 
 
 @pytest.mark.parametrize("kind", ["download", "link", "upload", "tus", "headers"])
-def test_a_probe_is_answered_while_hundreds_of_slow_clients_hold_transfers(live_server, kind):
+def test_a_probe_is_answered_while_hundreds_of_slow_clients_hold_transfers(make_live_server, kind):
+    live_server = make_live_server(MAX_OPEN_UPLOADS=str(SLOW_CLIENTS))  # one resumable upload per slow client
     target = Target(live_server.url)
     target.set_up(kind, SLOW_CLIENTS)
     result = asyncio.run(run(target, kind, SLOW_CLIENTS, rate=16 << 10, seconds=2.0, server_pid=None))

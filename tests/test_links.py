@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from app.security import LinkClaims, LinkSigner
+from app.security import LINK_FIELDS as TOKEN_FIELDS, LinkClaims, LinkSigner
 from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, PASSWORD, bearer, sign_up, stored_files
 from tests.test_files import NOISE, PNG, multipart, send, sha, update, uploaded
 
@@ -356,11 +356,10 @@ def test_forged_tampered_or_truncated_tokens_are_404(client, signed_in):
         assert response.status_code == 404, candidate
         assert response.content_type == "application/json" and error_code(response) == "not_found"
         assert response.data.count(b"secret") == 0
-    # A MAC compared as it is, kind byte and all: a token with an unknown kind is refused even when signed.
-    raw = bytearray(base64.urlsafe_b64decode(token))
-    raw[0] = 7
-    mac = signer._mac(bytes(raw[:41]))
-    assert client.get("/file/link/" + base64.urlsafe_b64encode(bytes(raw[:41]) + mac).decode()).status_code == 404
+    # A token with an unknown kind is refused even when sealed with the right key.
+    fields = TOKEN_FIELDS.pack(7, data["id"], far, bytes.fromhex(claims.storage_key), bytes.fromhex(claims.session_id))
+    sealed = base64.urlsafe_b64encode(signer._siv.encrypt(fields, None)).decode()
+    assert client.get(f"/file/link/{sealed}").status_code == 404
     expired = signer.sign(LinkClaims(data["id"], claims.storage_key, claims.session_id, 0, False))
     assert client.get(f"/file/link/{expired}").status_code == 410
     assert client.get(link["path"]).data == b"secret"  # the real one still works

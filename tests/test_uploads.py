@@ -408,7 +408,7 @@ def test_the_quota_is_reserved_at_creation(make_app):
     first = created(client, headers, 600)
     response = create(client, headers, 401)  # 600 reserved + 401 > 1000, though nothing is stored yet
     assert response.status_code == 413 and response.json["error"]["code"] == "quota_exceeded"
-    assert response.json["error"]["details"] == {"quota": 1000, "bytes": 0}
+    assert response.json["error"]["details"] == {"quota": 1000, "bytes": 0, "reserved": 600}
     assert created(client, headers, 400)
     assert client.delete(first, headers=headers).status_code == 204
     assert create(client, headers, 600).status_code == 201

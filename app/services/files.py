@@ -469,7 +469,7 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
     # A write whose writer is gone (crashed) is a leftover at once; any other only once older than min_age.
     report.unfinished = [
         blob for blob in storage.unfinished()
-        if now - blob.modified >= (ABANDONED_AFTER if blob.abandoned else min_age)
+        if now - blob.modified >= (min(min_age, ABANDONED_AFTER) if blob.abandoned else min_age)
     ]
     gone = [key for key in rows if key not in stored]
     still_referenced = _keys_with_rows(db, gone)

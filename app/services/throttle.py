@@ -6,7 +6,8 @@ or form never touches a counter. A 429 reads the same whether the login exists o
 
 Count first, then decide: every attempt is counted (one atomic increment) before anything is checked,
 and the count it got decides. So a limit of N lets at most N of a burst through, however many arrive at
-once; a password check that then succeeds gives its count back (it was no failure).
+once. A count of failures is given back by an attempt that turns out to be none: refused before its
+password was checked, or with the right password.
 """
 import hashlib
 from dataclasses import dataclass
@@ -71,8 +72,10 @@ class Throttle:
         if not self.enabled:
             return
         self._count_attempt("signin-address", address, self.signin)
-        failures = self.login_failures.hit(self.key("signin-login", login), self.signin.seconds)
+        key = self.key("signin-login", login)
+        failures = self.login_failures.hit(key, self.signin.seconds)
         if failures.hits > self.signin.amount and not known_address(db, login=login, address=address, now=now):
+            self.login_failures.give_back(key)
             refuse(failures, self.signin)
 
     def signed_in(self, login: str) -> None:
@@ -85,11 +88,15 @@ class Throttle:
         sign-in of the login, until it proves right (`reauthenticated`); refused over either limit."""
         if not self.enabled:
             return
-        guesses = self.counters.hit(self.key("reauth", str(user_id)), self.reauth.seconds)
-        failures = self.login_failures.hit(self.key("signin-login", login), self.signin.seconds)
+        guess_key, failure_key = self.key("reauth", str(user_id)), self.key("signin-login", login)
+        guesses = self.counters.hit(guess_key, self.reauth.seconds)
         if guesses.hits > self.reauth.amount:
+            self.counters.give_back(guess_key)
             refuse(guesses, self.reauth)
+        failures = self.login_failures.hit(failure_key, self.signin.seconds)
         if failures.hits > self.signin.amount:
+            self.counters.give_back(guess_key)
+            self.login_failures.give_back(failure_key)
             refuse(failures, self.signin)
 
     def reauthenticated(self, user_id: int, login: str) -> None:
