@@ -65,12 +65,14 @@ clean:
 bench: dev
 	$(PY) bench/run.py
 	$(PY) bench/slow_clients.py --kind all --clients 1000
+	$(PY) bench/slow_clients.py --kind signins --clients 20 --probe-every 0.02
 
 .PHONY: bench-slow
 # 1,000 slow clients of each kind against this service (defaults of make run: SQLite), a probe asking /info meanwhile.
 bench-slow: venv
 	$(PY) bench/slow_clients.py --kind all --clients $(or $(SLOW_CLIENTS),1000)
-	$(if $(ANCHOR_URL),$(PY) bench/slow_clients.py --url $(ANCHOR_URL) --kind download,upload,headers --clients $(or $(SLOW_CLIENTS),1000))
+	$(PY) bench/slow_clients.py --kind signins --clients 20 --probe-every 0.02
+	$(if $(ANCHOR_URL),$(PY) bench/slow_clients.py --anchor $(ANCHOR_URL) --kind download,upload,headers --clients $(or $(SLOW_CLIENTS),1000))
 
 .PHONY: bench-compare
 bench-compare: venv

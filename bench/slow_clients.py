@@ -6,10 +6,11 @@
 Kinds: `download` (GET a 10 MB file, read at --rate), `link` (the same through a file link), `upload`
 (POST /file/upload, the multipart body sent at --rate), `tus` (PATCH of a resumable upload at --rate),
 `headers` (request headers sent a byte at a time, a second apart: no account needed), `idle` (connections
-that send nothing). Every connection has a small receive buffer, so a slow reader holds the server's
+that send nothing), `signins` (not slow: each client signs in back to back, an argon2 verify each; use
+--clients 20). Every connection has a small receive buffer, so a slow reader holds the server's
 transfer instead of the kernel holding the file.
 
-The probe opens a new connection every 100 ms and asks GET /info with a bearer token; an answer after 2 s
+The probe opens a new connection every 100 ms (--probe-every) and asks GET /info with a bearer token; an answer after 2 s
 counts as missed. Printed: probes answered in time, their p50/p99/max, connections still open at the
 end, and for a server this script started, the PSS of all its processes idle and under the load.
 
@@ -59,9 +60,10 @@ class Target:
         self.file_id = ""
         self.link = ""
         self.uploads: list[str] = []
+        self.login = ""
 
     def set_up(self, kind: str, clients: int) -> None:
-        login = f"slow-{uuid.uuid4().hex[:10]}@example.com"
+        login = self.login = f"slow-{uuid.uuid4().hex[:10]}@example.com"
         call(self.url + "/signup", {"id": login, "password": PASSWORD})
         got = call(self.url + "/signin", {"id": login, "password": PASSWORD})
         self.token = (got.get("data") or {}).get("access_token") or got.get("accessToken")  # ours, or the original's
@@ -177,6 +179,17 @@ async def slow_client(kind: str, target: Target, index: int, rate: int, stop: as
                     counts.closed_by_server += 1
                     return
             counts.closed_by_server += 1  # 200 s of trickling without being cut: not expected
+        elif kind == "signins":  # not slow: sign-ins back to back, each an argon2 verify on the server
+            body = json.dumps({"id": target.login, "password": PASSWORD}).encode()
+            while not stop.is_set():
+                writer.write(b"POST /signin HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                await reader.readexactly(length)
+                counts.received += 1
         elif kind == "idle":
             data = await wait_or_stop(reader.read(1), stop)
             if data == b"":
@@ -226,7 +239,8 @@ async def probe(target: Target, deadline: float = 2.0) -> float | None:
     return (time.perf_counter() - started) * 1000 if ok else None
 
 
-async def run(target: Target, kind: str, clients: int, rate: int, seconds: float, server_pid: int | None) -> dict:
+async def run(target: Target, kind: str, clients: int, rate: int, seconds: float, server_pid: int | None,
+              probe_every: float = 0.1) -> dict:
     stop = asyncio.Event()
     counts = Counts()
     idle_pss = pss_mib(server_pid) if server_pid else None
@@ -241,7 +255,7 @@ async def run(target: Target, kind: str, clients: int, rate: int, seconds: float
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         probes.append(asyncio.create_task(probe(target)))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(probe_every)
     answers = await asyncio.gather(*probes)
     loaded_pss = pss_mib(server_pid) if server_pid else None
     still_open = counts.open
@@ -257,6 +271,7 @@ async def run(target: Target, kind: str, clients: int, rate: int, seconds: float
         "max_ms": times[-1] if times else None,
         "pss_idle_mib": idle_pss, "pss_loaded_mib": loaded_pss,
         "received_mib": counts.received / 2**20, "sent_mib": counts.sent / 2**20,
+        "sign_ins_per_s": counts.received / (seconds + 2.0) if kind == "signins" else None,
     }
 
 
@@ -271,7 +286,8 @@ def show(result: dict) -> None:
           f"p50 {ms(result['p50_ms'])} ms, p99 {ms(result['p99_ms'])} ms, max {ms(result['max_ms'])} ms; "
           f"connected {result['connected']}, open at the end {result['still_open']}, "
           f"cut by the server {result['closed_by_server']}; PSS idle {mib(result['pss_idle_mib'])} MiB, "
-          f"loaded {mib(result['pss_loaded_mib'])} MiB", flush=True)
+          f"loaded {mib(result['pss_loaded_mib'])} MiB"
+          + (f"; {result['sign_ins_per_s']:.0f} sign-ins/s" if result.get("sign_ins_per_s") else ""), flush=True)
 
 
 def main() -> None:
@@ -282,6 +298,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=16 << 10, help="bytes per second per slow client")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the probe asks")
+    parser.add_argument("--probe-every", type=float, default=0.1, help="seconds between two probes")
     parser.add_argument("--db", choices=["sqlite", "mysql"], default="sqlite")
     parser.add_argument("--json", help="append each result as a JSON line to this file")
     args = parser.parse_args()
@@ -294,7 +311,8 @@ def main() -> None:
         if url:
             target, pid = Target(url), anchor_pid(url)
         else:
-            env = {"MAX_OPEN_UPLOADS": str(args.clients + 10), "MAX_FILES_PER_USER": "1000000"}
+            env = {"MAX_OPEN_UPLOADS": str(args.clients + 10), "MAX_FILES_PER_USER": "1000000",
+                   "ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": "19456"}  # production cost
             if args.db == "sqlite":
                 scratch = WORK / f"slow-{uuid.uuid4().hex[:8]}"
                 scratch.mkdir(parents=True)
@@ -307,7 +325,7 @@ def main() -> None:
             target, pid = Target(server.url), server.process.pid
         try:
             target.set_up(kind, args.clients)
-            result = asyncio.run(run(target, kind, args.clients, args.rate, args.seconds, pid))
+            result = asyncio.run(run(target, kind, args.clients, args.rate, args.seconds, pid, args.probe_every))
         finally:
             if server is not None:
                 server.stop()

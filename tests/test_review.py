@@ -4,7 +4,6 @@ link paths, protective headers, common passwords, and the tus version check befo
 import base64
 import concurrent.futures
 import json
-import os
 import stat
 import time
 import urllib.error
