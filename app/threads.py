@@ -9,6 +9,8 @@ keeps answering while they run, and two of them use two cores.
 Outside the event loop (the Flask test client, `flask` commands, a threaded server) the same calls run
 on plain threads, or inline where waiting is all the caller would do.
 """
+import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Protocol, TypeVar
 
@@ -17,6 +19,11 @@ T = TypeVar("T")
 # Threads for the calls above, per process: argon2 is the largest (19 MiB and ~30 ms each), and more of
 # them than cores only makes each one slower; uploads' chunks wait in the queue for a moment at worst.
 POOL_SIZE = 4
+# The pool's threads run at a lower priority (Linux: a thread's own nice value): when every core is busy
+# hashing passwords, the kernel still gives the event loops the CPU first, so the requests they serve are
+# not queued behind sign-ins. Measured in bench/README.md ("Sign-ins beside the loop").
+BACKGROUND_NICE = 10
+_niced: set[int] = set()
 
 
 class Pending(Protocol):
@@ -38,14 +45,25 @@ def blocking(call: Callable[..., T], *args: Any) -> T:
     """`call(*args)`, on a real thread when this process is an event loop; its result or its exception."""
     if not event_loop():
         return call(*args)
-    return _gevent_pool().apply(call, args)
+    return _gevent_pool().apply(_in_background, (call, *args))
 
 
 def start(call: Callable[..., Any], *args: Any) -> Pending:
     """Begin `call(*args)` on a real thread; `.get()` waits for it and returns its result or raises."""
     if event_loop():
-        return _gevent_pool().spawn(call, *args)
+        return _gevent_pool().spawn(_in_background, call, *args)
     return _FuturePending(_executor().submit(call, *args))
+
+
+def _in_background(call: Callable[..., T], *args: Any) -> T:
+    thread = threading.get_native_id()
+    if thread not in _niced:
+        _niced.add(thread)
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread, BACKGROUND_NICE)  # this thread only, on Linux
+        except (OSError, AttributeError):  # not permitted, or not Linux: the same work at the same priority
+            pass
+    return call(*args)
 
 
 class _FuturePending:

@@ -63,8 +63,11 @@ class Target:
         self.login = ""
 
     def set_up(self, kind: str, clients: int) -> None:
-        login = self.login = f"slow-{uuid.uuid4().hex[:10]}@example.com"
+        login = f"slow-{uuid.uuid4().hex[:10]}@example.com"
         call(self.url + "/signup", {"id": login, "password": PASSWORD})
+        if kind == "signins":  # another account: its sign-ins must not sign the probe's session out (a cap of 100)
+            self.login = f"signins-{uuid.uuid4().hex[:10]}@example.com"
+            call(self.url + "/signup", {"id": self.login, "password": PASSWORD})
         got = call(self.url + "/signin", {"id": login, "password": PASSWORD})
         self.token = (got.get("data") or {}).get("access_token") or got.get("accessToken")  # ours, or the original's
         if kind in ("download", "link"):
