@@ -9,7 +9,7 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from app import listeners  # noqa: E402
+from app.server import listeners  # noqa: E402
 from config import load_env_file  # noqa: E402
 
 load_env_file()
@@ -17,7 +17,7 @@ load_env_file()
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
 # One event loop per process (gevent): a connection costs a greenlet, not a thread, so slow clients hold only
 # their own transfers (SPEC §13). The subclass adds the contract's timeouts and JSON refusals.
-worker_class = "app.gunicorn_worker.JsonErrorWorker"
+worker_class = "app.server.worker.JsonErrorWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Connections one worker holds at once; each is a file descriptor (the worker raises its own limit to fit).
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
@@ -67,6 +67,15 @@ def on_starting(server):
 
     if server.cfg.reuse_port:
         listeners.make_slots(server.cfg, server.log)
+
+
+def when_ready(server):
+    if not server.cfg.preload_app:
+        # The master loads the app's modules without building the app (no database pool, no thread): the
+        # workers fork with them loaded and share their pages instead of each holding its own copy.
+        from app.factory import load_modules
+
+        load_modules()
 
 
 def pre_fork(server, worker):

@@ -8,15 +8,10 @@ from flask import Flask, Response, g, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.server.redaction import escape_controls, loggable_path, redact_link_tokens
+
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
-# C0 controls, DEL, C1 controls, and the two Unicode line breaks some log readers split on.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# A file link's token is a credential: whatever follows a `link/` segment never reaches a log (SPEC §7),
-# however the path reaches it (/file/link/, /file/./link/, //file//link/, percent-encoded slashes).
-LINK_TOKEN_IN_PATH = re.compile(r"(/link/+).+", re.IGNORECASE | re.DOTALL)
-LINK_TOKEN_IN_TEXT = re.compile(r"((?:/|%2f)link(?:/|%2f)+)[^\s'\"]+", re.IGNORECASE)
-REDACTED = "<redacted>"
 log = logging.getLogger("app.request")
 
 # SPEC §5: what a page on any origin may send, and read back; the resumable-upload (tus) and digest
@@ -75,41 +70,6 @@ def finish_request(response: Response) -> Response:
         log.info("%s %s %s %s %.1fms", request_id, escape_controls(request.method),
                  escape_controls(loggable_path(request.path)), response.status_code, elapsed_ms)
     return response
-
-
-def loggable_path(path: str) -> str:
-    """The path with a file link's token replaced: `/file/link/<redacted>`."""
-    return LINK_TOKEN_IN_PATH.sub(r"\1" + REDACTED, path) if "link" in path.lower() else path
-
-
-def redact_link_tokens(logger: logging.Logger) -> None:
-    """Keep link tokens out of a logger that writes request lines or URIs itself (gunicorn's, werkzeug's)."""
-    if not any(isinstance(f, RedactLinkTokens) for f in logger.filters):
-        logger.addFilter(RedactLinkTokens())
-
-
-class RedactLinkTokens(logging.Filter):
-    """Rewrites a record whose message holds `/file/link/<token>`; it always lets the record through."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record fails when it is written, as it would without this filter
-            return True
-        redacted = LINK_TOKEN_IN_TEXT.sub(r"\1" + REDACTED, message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-def escape_controls(text: str) -> str:
-    """`\\x0a` for a newline and the like: a path such as `/x%0AFORGED` cannot start a log line of its own."""
-    return CONTROL.sub(_escaped, text)
-
-
-def _escaped(match: re.Match) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def request_id_for_request() -> str:

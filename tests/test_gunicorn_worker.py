@@ -48,7 +48,7 @@ def test_the_worker_refuses_to_start_on_a_gunicorn_it_does_not_know(monkeypatch)
     """The JSON refusals replace gunicorn.util.write_error; a gunicorn where that changed must stop the worker."""
     from gunicorn import util
 
-    from app.gunicorn_worker import check_patch_target
+    from app.server.worker import check_patch_target
 
     check_patch_target()  # the pinned gunicorn: what is patched is what the worker expects
     monkeypatch.setattr(util, "write_error", lambda sock, status, reason: None)

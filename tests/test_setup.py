@@ -83,7 +83,7 @@ def test_gunicorn_itself_binds_where_dotenv_says(dotenv, tmp_path):
     printed = {key.strip(): value.strip() for key, value in printed.items()}
     assert printed["bind"] == "['127.0.0.1:3901']"
     assert (printed["workers"], printed["worker_connections"], printed["keepalive"]) == ("3", "500", "7")
-    assert printed["worker_class"] == "app.gunicorn_worker.JsonErrorWorker"
+    assert printed["worker_class"] == "app.server.worker.JsonErrorWorker"
 
 
 def test_the_app_reads_the_same_dotenv(dotenv, tmp_path):

@@ -12,7 +12,7 @@ On top of gunicorn's worker:
 - An answer given before the body was read (a refusal) keeps the connection only when little of the body
   is left to skip; otherwise it says `Connection: close`, and the socket is closed after a lingering read,
   so the client reads the answer rather than a reset.
-- Listening sockets come from the master (app.listeners), so a worker that stops leaves the connections
+- Listening sockets come from the master (app.server.listeners), so a worker that stops leaves the connections
   queued on its socket to the worker that replaces it.
 - gunicorn's own refusals (request line or header too long, malformed request) are in the API's JSON
   envelope, with `X-Request-ID` and CORS, like every other error.
@@ -38,7 +38,7 @@ from gunicorn.workers import base
 from gunicorn.workers.ggevent import GeventWorker
 
 from app.errors import ValidationError, for_status
-from app.middleware import redact_link_tokens
+from app.server.redaction import redact_link_tokens
 
 # What is replaced, as this module knows it: a change in gunicorn must stop the server, not pass unseen.
 PATCHED_SIGNATURE = ["sock", "status_int", "reason", "mesg"]
@@ -70,7 +70,7 @@ def check_patch_target() -> None:
     """Fail loudly if gunicorn no longer renders its refusals through `util.write_error(sock, status, reason, mesg)`."""
     original = getattr(util, "write_error", None)
     if original is None or list(inspect.signature(original).parameters) != PATCHED_SIGNATURE:
-        raise RuntimeError("gunicorn.util.write_error is not what app.gunicorn_worker expects; check the upgrade")
+        raise RuntimeError("gunicorn.util.write_error is not what app.server.worker expects; check the upgrade")
     if "util.write_error(" not in inspect.getsource(base.Worker.handle_error):
         raise RuntimeError("gunicorn's Worker.handle_error no longer calls util.write_error; check the upgrade")
 

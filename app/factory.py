@@ -1,0 +1,142 @@
+"""Application factory: config, database, security, CORS, limits, errors, blueprints, CLI."""
+import logging
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app import cli, counters, db, middleware, openapi, storage
+from app.handlers import register_error_handlers
+from app.security import LINK_EXPIRY_MAX, LinkSigner, Passwords, TokenPolicy
+from app.services.throttle import Limit, Throttle
+from config import Config
+
+JSON_BODY_LIMIT = 1 << 20  # non-upload bodies; upload routes raise their own limit
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_path=(overrides or {}).get("INSTANCE_DIR", Config.INSTANCE_DIR))
+    app.config.from_object(Config)
+    app.config.update(overrides or {})
+    app.config["MAX_CONTENT_LENGTH"] = JSON_BODY_LIMIT
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False  # names such as "отчёт.pdf" as UTF-8, not \u escapes
+    configure_logging(app)
+    configure_security(app)
+    db.init_app(app)
+    app.extensions["storage"] = storage.from_config(app.config)
+    middleware.install(app)
+    configure_limits(app)
+    register_error_handlers(app)
+    register_blueprints(app)
+    cli.register(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    logger = logging.getLogger("app")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+def configure_security(app: Flask) -> None:
+    secret = app.config["JWT_SECRET"]
+    if app.config["APP_ENV"] == "production":
+        if app.debug:  # the debugger runs code sent to it, and error answers would carry stack traces
+            raise RuntimeError("APP_ENV=production refuses to start in debug mode: unset FLASK_DEBUG (and DEBUG)")
+        if len(secret.encode()) < 32:
+            raise RuntimeError("APP_ENV=production needs JWT_SECRET of at least 32 bytes (e.g. `openssl rand -base64 48`)")
+    elif not secret:
+        secret = instance_secret(Path(app.instance_path) / "jwt_secret")
+    app.config["JWT_SECRET"] = secret
+    app.extensions["tokens"] = TokenPolicy(
+        secret=secret,
+        algorithm=app.config["JWT_ALGORITHM"],
+        access_ttl=app.config["ACCESS_TOKEN_TTL"],
+        refresh_ttl=app.config["REFRESH_TOKEN_TTL"],
+        reuse_grace=app.config["REFRESH_REUSE_GRACE"],
+        session_max_age=app.config["SESSION_MAX_AGE"],
+        max_sessions=app.config["MAX_SESSIONS_PER_USER"],
+        retention=app.config["SESSION_RETENTION_DAYS"] * 24 * 3600,
+        leeway=jwt_leeway(app.config["JWT_LEEWAY"]),
+    )
+    app.config["LINK_MAX_TTL"] = link_max_ttl(app.config["LINK_MAX_TTL"])
+    app.extensions["link_signer"] = LinkSigner(secret)
+    app.extensions["passwords"] = Passwords(
+        app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
+    )
+
+
+def jwt_leeway(seconds: int) -> int:
+    """A negative leeway would end every token early; it is a mistake in the settings, not a policy."""
+    if int(seconds) < 0:
+        raise RuntimeError(f"JWT_LEEWAY must be 0 or more seconds, not {seconds}")
+    return int(seconds)
+
+
+LINK_TTL_LIMIT = 10 * 365 * 24 * 3600  # far above any short-lived link; keeps expiries inside the token's field
+
+
+def link_max_ttl(seconds: int) -> int:
+    seconds = int(seconds)
+    if not 1 <= seconds <= LINK_TTL_LIMIT or time.time() + seconds >= LINK_EXPIRY_MAX:
+        raise RuntimeError(f"LINK_MAX_TTL must be 1 to {LINK_TTL_LIMIT} seconds, not {seconds}")
+    return seconds
+
+
+def instance_secret(path: Path) -> str:
+    """A development secret made once and kept, so tokens survive restarts; safe when workers race."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic: exactly one writer wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+def configure_limits(app: Flask) -> None:
+    config = app.config
+    database = counters.DatabaseCounters(app.extensions["autocommit_engine"])
+    app.extensions["throttle"] = Throttle(
+        counters=counters.from_config(config, database),
+        login_failures=database,
+        signin=Limit.parse(config["RATELIMIT_SIGNIN"]),
+        signup=Limit.parse(config["RATELIMIT_SIGNUP"]),
+        refresh=Limit.parse(config["RATELIMIT_REFRESH"]),
+        reauth=Limit.parse(config["RATELIMIT_REAUTH"]),
+        account=Limit.parse(config["RATELIMIT_ACCOUNT"]),
+        prefix=config["RATELIMIT_KEY_PREFIX"],
+        enabled=config["RATELIMIT_ENABLED"],
+    )
+
+
+def load_modules() -> None:
+    """Import what `create_app` will need, without building anything."""
+    from app.routes import account, auth, files, info, links, roles, uploads  # noqa: F401
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.routes import account, auth, files, info, links, roles, uploads
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(info.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(roles.bp)
+    app.register_blueprint(files.bp)
+    app.register_blueprint(links.bp)
+    app.register_blueprint(uploads.bp)
+    openapi.init_app(app)
