@@ -68,17 +68,18 @@ bench: dev
 	$(PY) bench/slow_clients.py --kind signins --clients 20 --probe-every 0.02
 
 .PHONY: bench-slow
+ANCHOR_SLOW_KINDS := download,upload,headers
 # 1,000 slow clients of each kind against this service (defaults of make run: SQLite), a probe asking /info meanwhile.
 bench-slow: venv
 	$(PY) bench/slow_clients.py --kind all --clients $(or $(SLOW_CLIENTS),1000)
 	$(PY) bench/slow_clients.py --kind signins --clients 20 --probe-every 0.02
-	$(if $(ANCHOR_URL),$(PY) bench/slow_clients.py --anchor $(ANCHOR_URL) --kind download,upload,headers --clients $(or $(SLOW_CLIENTS),1000))
+	$(if $(ANCHOR_URL),$(PY) bench/slow_clients.py --anchor $(ANCHOR_URL) --kind $(ANCHOR_SLOW_KINDS) --clients $(or $(SLOW_CLIENTS),1000))
 
 .PHONY: bench-compare
 bench-compare: venv
 	@test -n "$(ANCHOR_URL)" || { echo "set ANCHOR_URL, e.g. make bench-compare ANCHOR_URL=http://127.0.0.1:3100"; exit 2; }
 	$(PY) bench/compare.py
-	$(PY) bench/slow_clients.py --anchor $(ANCHOR_URL) --kind download,upload,headers --clients 1000
+	$(PY) bench/slow_clients.py --anchor $(ANCHOR_URL) --kind $(ANCHOR_SLOW_KINDS) --clients 1000
 
 .PHONY: bench-memory
 # The whole server's RSS and PSS: idle, after three 200 MB uploads, after /info load, five load runs (leak check).

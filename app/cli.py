@@ -10,12 +10,13 @@ from flask.cli import with_appcontext
 
 from app.db import get_db, utcnow
 from app.errors import ApiError
-from app.extensions import passwords, storage
+from app.http.context import passwords, storage
+from app.http.parsing import login_of
+from app.schemas.requests import check_password
 from app.services.account import make_superuser, purge, user_exists, user_id_of
 from app.services.files import check_storage
 from app.services.quota import set_quota, usage
 from app.services.uploads import check_uploads
-from app.validation import check_password, login_of
 
 
 def register(app: Flask) -> None:

@@ -1,6 +1,6 @@
 """Every error the API answers with: one class per `error.code`, carrying its status and what it means.
 
-Plain exceptions, importable by services, storage and validation without Flask. `app.handlers` turns
+Plain exceptions, importable by services, storage and validation without Flask. `app.http.handlers` turns
 them (and werkzeug's and gunicorn's own refusals, through the classes of the second group) into the
 JSON envelope; the OpenAPI document lists them from here.
 """

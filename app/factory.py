@@ -1,4 +1,5 @@
 """Application factory: config, database, security, CORS, limits, errors, blueprints, CLI."""
+import importlib
 import logging
 import os
 import secrets
@@ -9,10 +10,12 @@ from typing import Any
 
 from flask import Flask
 
-from app import cli, counters, db, middleware, openapi, storage
-from app.handlers import register_error_handlers
+from app import cli, db, openapi, storage
+from app.http import middleware
+from app.http.handlers import register_error_handlers
+from app.ratelimit import counters
+from app.ratelimit.throttle import Limit, Throttle
 from app.security import LINK_EXPIRY_MAX, LinkSigner, Passwords, TokenPolicy
-from app.services.throttle import Limit, Throttle
 from config import Config
 
 JSON_BODY_LIMIT = 1 << 20  # non-upload bodies; upload routes raise their own limit
@@ -124,19 +127,16 @@ def configure_limits(app: Flask) -> None:
     )
 
 
+ROUTES = ("auth", "info", "account", "roles", "files", "links", "uploads")  # app.routes.*, in this order
+
+
 def load_modules() -> None:
     """Import what `create_app` will need, without building anything."""
-    from app.routes import account, auth, files, info, links, roles, uploads  # noqa: F401
+    for name in ROUTES:
+        importlib.import_module(f"app.routes.{name}")
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.routes import account, auth, files, info, links, roles, uploads
-
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(info.bp)
-    app.register_blueprint(account.bp)
-    app.register_blueprint(roles.bp)
-    app.register_blueprint(files.bp)
-    app.register_blueprint(links.bp)
-    app.register_blueprint(uploads.bp)
+    for name in ROUTES:
+        app.register_blueprint(importlib.import_module(f"app.routes.{name}").bp)
     openapi.init_app(app)

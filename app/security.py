@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from app import threads
 from app.errors import InvalidToken, NotFound, TokenExpired

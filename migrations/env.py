@@ -4,7 +4,7 @@ from pathlib import Path
 
 from alembic import context
 
-import app.models  # noqa: F401  (registers every table on Base.metadata)
+import app.db.models  # noqa: F401  (registers every table on Base.metadata)
 from app.db import Base, make_engine
 from config import default_database_url
 

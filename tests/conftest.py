@@ -17,12 +17,13 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.db import Base, with_driver
+from app.db import Base
+from app.db.engines import with_driver
 from app.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DB", "sqlite,mysql").split(",") if b.strip()]
-# `mysql://` takes the driver the service would (app.db.with_driver): mysqlclient where it is installed.
+# `mysql://` takes the driver the service would (app.db.engines.with_driver): mysqlclient where it is installed.
 MYSQL_TEST_URL = with_driver(os.environ.get("MYSQL_TEST_URL", "mysql://root@127.0.0.1:3306/filesvc_test"))
 REQUIRE_MYSQL = os.environ.get("REQUIRE_MYSQL") == "1"
 # File storage backends the storage-aware modules run on: local disk, and S3 through moto's server on loopback.

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from app import db
+from app.db import engines as db
 from tests.conftest import MYSQL_TEST_URL, REQUIRE_MYSQL, bearer, sign_up
 
 DRIVERS = {"pymysql": "pymysql", "mysqldb": "MySQLdb"}

@@ -153,7 +153,7 @@ def test_a_file_link_token_reveals_neither_the_session_nor_the_storage_key(app, 
     token = client.post(f"/file/{file_id}/link", headers=signed_in, json={}).json["data"]["path"].rsplit("/", 1)[1]
     raw = base64.urlsafe_b64decode(token)
     with app.app_context():
-        from app.models import DeviceSession, File
+        from app.db.models import DeviceSession, File
         from app.db import get_db
 
         key = get_db().get(File, file_id).storage_key

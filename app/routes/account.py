@@ -1,17 +1,19 @@
 """The caller's own account: devices, sign-in history, change of login or password."""
-from flask import Blueprint, current_app, g
+from flask import Blueprint, current_app
 
-from app import shapes
-from app.api import link, operation
-from app.auth import token_required
 from app.db import get_db, utcnow
+from app.db.models import DeviceSession
 from app.errors import Forbidden, RateLimited, UserExists, ValidationError
-from app.extensions import passwords, throttle
-from app.models import DeviceSession
-from app.responses import clear_refresh_cookie, ok
+from app.http.auth import caller, token_required
+from app.http.context import passwords, throttle
+from app.http.parsing import body, page_params, parse
+from app.http.responses import clear_refresh_cookie, ok
+from app.openapi.fragments import PAGE_PARAMETERS
+from app.openapi.operation import link, operation
+from app.schemas import responses as shapes
+from app.schemas.requests import AccountChange
 from app.services.account import change_account, live_sessions, log_out_all, login_history, revoke_session
 from app.services.quota import usage
-from app.validation import PAGE_PARAMETERS, AccountChange, body, page_params, parse
 
 bp = Blueprint("account", __name__)
 
@@ -19,7 +21,7 @@ bp = Blueprint("account", __name__)
 def session_shape(device: DeviceSession) -> shapes.Session:
     return shapes.Session(
         id=device.id, created_at=device.created_at, last_used_at=device.last_used_at, user_agent=device.user_agent,
-        ip=device.ip, current=device.id == g.session_id,
+        ip=device.ip, current=device.id == caller().session_id,
     )
 
 
@@ -29,7 +31,7 @@ def session_shape(device: DeviceSession) -> shapes.Session:
 })
 @token_required
 def sessions():
-    devices = live_sessions(get_db(), user_id=g.user_id, now=utcnow())
+    devices = live_sessions(get_db(), user_id=caller().user_id, now=utcnow())
     return ok(shapes.SessionList(items=[session_shape(device) for device in devices]))
 
 
@@ -39,9 +41,9 @@ def sessions():
            description="Another user's session id answers 404, like an unknown one.")
 @token_required
 def sign_out_device(sid: str):
-    revoke_session(get_db(), user_id=g.user_id, session_id=sid, now=utcnow())
+    revoke_session(get_db(), user_id=caller().user_id, session_id=sid, now=utcnow())
     response = ok(shapes.SessionRevoked(id=sid))
-    if sid == g.session_id:
+    if sid == caller().session_id:
         clear_refresh_cookie(response)
     return response
 
@@ -50,7 +52,7 @@ def sign_out_device(sid: str):
 @operation("logoutAll", "account", "Sign all my devices out", returns=shapes.LoggedOutAll)
 @token_required
 def logout_all():
-    count = log_out_all(get_db(), user_id=g.user_id, now=utcnow())
+    count = log_out_all(get_db(), user_id=caller().user_id, now=utcnow())
     response = ok(shapes.LoggedOutAll(sessions=count))
     clear_refresh_cookie(response)
     return response
@@ -61,7 +63,7 @@ def logout_all():
 @token_required
 def history():
     page, list_size = page_params()
-    events, total = login_history(get_db(), user_id=g.user_id, page=page, list_size=list_size)
+    events, total = login_history(get_db(), user_id=caller().user_id, page=page, list_size=list_size)
     items = [shapes.LoginEvent(at=e.at, ip=e.ip, user_agent=e.user_agent, success=e.success) for e in events]
     return ok(shapes.LoginEventPage.of(items, page, list_size, total))
 
@@ -72,7 +74,7 @@ def history():
                        "is refused with 413 `quota_exceeded`. `quota` null: unlimited.")
 @token_required
 def storage_usage():
-    counted = usage(get_db(), owner_id=g.user_id, default_quota=current_app.config["QUOTA_BYTES"])
+    counted = usage(get_db(), owner_id=caller().user_id, default_quota=current_app.config["QUOTA_BYTES"])
     return ok(shapes.Usage(files=counted.files, bytes=counted.bytes, quota=counted.quota))
 
 
@@ -87,11 +89,9 @@ def update_user():
     data = parse(AccountChange, body())
     if data.id is None and data.password is None:
         raise ValidationError.fields({"id": "id or password is required", "password": "id or password is required"})
-    throttle().change_account(g.user_id)
-    throttle().reauthenticate(g.user_id, g.login)
     new_login = change_account(
-        get_db(), passwords=passwords(), throttle=throttle(), user_id=g.user_id, login=g.login,
-        session_id=g.session_id, current_password=data.current_password, new_login=data.id,
+        get_db(), passwords=passwords(), throttle=throttle(), user_id=caller().user_id, login=caller().login,
+        session_id=caller().session_id, current_password=data.current_password, new_login=data.id,
         new_password=data.password, now=utcnow(),
     )
     return ok(shapes.Me(id=new_login))

@@ -1,15 +1,16 @@
 """Sign-up, sign-in, token refresh, sign-out."""
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
-from app import shapes
-from app.api import link, operation
-from app.auth import bearer_token, token_required
 from app.db import get_db, utcnow
 from app.errors import InvalidCredentials, InvalidRefreshToken, RateLimited, UserExists, ValidationError
-from app.extensions import client_address, passwords, throttle, tokens
-from app.responses import REFRESH_COOKIE, clear_refresh_cookie, ok, set_refresh_cookie
+from app.http.auth import bearer_token, caller, token_required
+from app.http.context import client_address, passwords, throttle, tokens
+from app.http.parsing import body, parse
+from app.http.responses import REFRESH_COOKIE, clear_refresh_cookie, ok, set_refresh_cookie
+from app.openapi.operation import link, operation
+from app.schemas import responses as shapes
+from app.schemas.requests import Credentials, RefreshBody, SignUp
 from app.services.auth import Client, IssuedTokens, log_out, refresh, sign_in, sign_up
-from app.validation import Credentials, RefreshBody, SignUp, body, parse
 
 bp = Blueprint("auth", __name__)
 
@@ -44,10 +45,9 @@ def token_response(issued: IssuedTokens, status: int) -> Response:
            errors=(UserExists, RateLimited), links=TOKEN_LINKS, security=(), description=NEW_SESSION)
 def signup():
     data = parse(SignUp, body())
-    throttle().sign_up(client_address())
     issued = sign_up(
-        get_db(), passwords=passwords(), policy=tokens(), login=data.id, password=data.password, client=client(),
-        now=utcnow(),
+        get_db(), passwords=passwords(), policy=tokens(), throttle=throttle(), login=data.id, password=data.password,
+        client=client(), now=utcnow(),
     )
     return token_response(issued, 201)
 
@@ -57,11 +57,9 @@ def signup():
            errors=(InvalidCredentials, RateLimited), links=TOKEN_LINKS, security=(), description=NEW_SESSION)
 def signin():
     data = parse(Credentials, body())
-    now = utcnow()
-    throttle().sign_in(get_db(), login=data.id, address=client_address(), now=now)
     issued = sign_in(
         get_db(), passwords=passwords(), policy=tokens(), throttle=throttle(), login=data.id, password=data.password,
-        client=client(), now=now,
+        client=client(), now=utcnow(),
     )
     return token_response(issued, 200)
 
@@ -81,8 +79,7 @@ def new_token():
         raise ValidationError.field(
             "refresh_token", "required (in the body, as Authorization: Bearer, or in the cookie)"
         )
-    throttle().refresh_token(client_address())
-    issued = refresh(get_db(), policy=tokens(), raw_token=raw, client=client(), now=utcnow())
+    issued = refresh(get_db(), policy=tokens(), throttle=throttle(), raw_token=raw, client=client(), now=utcnow())
     return token_response(issued, 200)
 
 
@@ -91,7 +88,7 @@ def new_token():
            description="Revokes only the current session; its access token fails on the very next request.")
 @token_required
 def logout():
-    log_out(get_db(), session_id=g.session_id, now=utcnow())
+    log_out(get_db(), session_id=caller().session_id, now=utcnow())
     response = ok(shapes.LoggedOut())
     clear_refresh_cookie(response)
     return response

@@ -1,64 +1,36 @@
 """Private files: upload, list, metadata, download, replace, delete."""
 import re
-from dataclasses import replace as with_changes
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, current_app, request
 
-from app import shapes
-from app.api import FILE_ID, FILE_ID_DOC, link, operation
-from app.auth import token_required
 from app.db import get_db, utcnow
-from app.downloads import DOWNLOAD_PARAMETERS, download_response, download_responses, wanted_range
 from app.errors import (
-    Conflict, FileTooLarge, InsufficientStorage, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable, ValidationError,
+    Conflict, FileTooLarge, InsufficientStorage, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable, ValidationError
 )
-from app.extensions import autocommit_engine, storage
-from app.multipart import FilePart, boundary_of, open_file_part
-from app.responses import ok
-from app.services.files import (
-    delete_file, get_own_file, list_files, open_own_file, replace_file, room_for, upload_file,
+from app.http.auth import caller, token_required
+from app.http.context import autocommit_engine, storage
+from app.http.downloads import download_response, wanted_range
+from app.http.multipart import FilePart, boundary_of, open_file_part
+from app.http.parsing import page_params
+from app.http.responses import ok
+from app.openapi.fragments import (
+    DOWNLOAD_PARAMETERS, FILE_OPERATION_LINKS, PAGE_PARAMETERS, UPLOAD_BODY, download_responses
 )
-from app.services.quota import Room, room as quota_room
-from app.services.uploads import free_expired
-from app.validation import PAGE_PARAMETERS, page_params
+from app.openapi.operation import FILE_ID, FILE_ID_DOC, operation
+from app.schemas import responses as shapes
+from app.services.files import delete_file, get_own_file, list_files, open_own_file, replace_file, upload_file
+from app.services.quota import Room
+from app.services.uploads import room_for_upload
 
 bp = Blueprint("files", __name__, url_prefix="/file")
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file's own bytes
 SHA256_HEX = re.compile(rb"[0-9a-fA-F]{64}")
 
-FILE_LINKS = {
-    "getFile": link("getFile", "Metadata of the file just stored.", file_id="$response.body#/data/id"),
-    "downloadFile": link("downloadFile", "Its bytes.", file_id="$response.body#/data/id"),
-    "replaceFile": link("replaceFile", "Replace its content.", file_id="$response.body#/data/id"),
-    "deleteFile": link("deleteFile", "Delete it.", file_id="$response.body#/data/id"),
-    "createFileLink": link("createFileLink", "A short-lived link to it.", file_id="$response.body#/data/id"),
-}
-UPLOAD_BODY = {
-    "required": True,
-    "description": "multipart/form-data with a part named `file`; its file name becomes the file's `name`. "
-                   "The part is streamed to storage; a file over `MAX_UPLOAD_BYTES`, or one that would take the "
-                   "user past their quota, is refused with 413 and nothing is stored. An optional part `sha256`, "
-                   "before or after `file`, is checked against the bytes received: 400 on `sha256` if it does "
-                   "not match, and nothing is stored.",
-    "content": {"multipart/form-data": {
-        "schema": {
-            "type": "object",
-            "required": ["file"],
-            "properties": {
-                "file": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"},
-                "sha256": {"type": "string", "minLength": 64, "maxLength": 64, "pattern": "^[0-9a-fA-F]{64}$",
-                           "description": "The hex SHA-256 of the file's bytes (either case)."},
-            },
-        },
-        "encoding": {"file": {"contentType": "application/octet-stream"}, "sha256": {"contentType": "text/plain"}},
-    }},
-}
-
 
 @bp.post("/upload")
 @operation("uploadFile", "files", "Store a file", returns=shapes.File, status=201, body=UPLOAD_BODY,
-           errors=(QuotaExceeded, InsufficientStorage), links=FILE_LINKS,
+           errors=(QuotaExceeded, InsufficientStorage), links=FILE_OPERATION_LINKS,
            description="`mime_type` comes from the content where recognisable, else from the extension, else "
                        "`application/octet-stream`.")
 @token_required
@@ -66,7 +38,7 @@ def upload():
     room = upload_room()
     part = incoming_file()
     record = upload_file(
-        get_db(), storage(), owner_id=g.user_id, stream=part, client_name=part.filename, max_bytes=upload_limit(),
+        get_db(), storage(), owner_id=caller().user_id, stream=part, client_name=part.filename, max_bytes=upload_limit(),
         room=room, digest=lambda: declared_sha256(part), now=utcnow(),
     )
     return ok(shapes.File.of(record), 201)
@@ -77,8 +49,8 @@ def upload():
 @token_required
 def listing():
     page, list_size = page_params()
-    total = g.file_count  # read with the session, in the bearer check
-    items = list_files(autocommit_engine(), owner_id=g.user_id, total=total, page=page, list_size=list_size)
+    total = caller().file_count  # read with the session, in the bearer check
+    items = list_files(autocommit_engine(), owner_id=caller().user_id, total=total, page=page, list_size=list_size)
     return ok(shapes.FilePage.of([shapes.File.of(item) for item in items], page, list_size, total))
 
 
@@ -86,7 +58,7 @@ def listing():
 @operation("getFile", "files", "A file's metadata", returns=shapes.File, path_docs=FILE_ID_DOC)
 @token_required
 def metadata(file_id: int):
-    return ok(shapes.File.of(get_own_file(get_db(), owner_id=g.user_id, file_id=file_id)))
+    return ok(shapes.File.of(get_own_file(get_db(), owner_id=caller().user_id, file_id=file_id)))
 
 
 @bp.get(f"/download/{FILE_ID}")
@@ -99,7 +71,7 @@ def metadata(file_id: int):
 @token_required
 def download(file_id: int):
     wanted = wanted_range()
-    got = open_own_file(get_db(), storage(), owner_id=g.user_id, file_id=file_id, wanted=wanted)
+    got = open_own_file(get_db(), storage(), owner_id=caller().user_id, file_id=file_id, wanted=wanted)
     try:
         return download_response(got, wanted)
     except BaseException:
@@ -112,7 +84,7 @@ def download(file_id: int):
            path_docs=FILE_ID_DOC)
 @token_required
 def remove(file_id: int):
-    delete_file(get_db(), storage(), owner_id=g.user_id, file_id=file_id)
+    delete_file(get_db(), storage(), owner_id=caller().user_id, file_id=file_id)
     return ok(shapes.FileDeleted(id=file_id))
 
 
@@ -127,7 +99,7 @@ def replace(file_id: int):
     room = upload_room(file_id)
     part = incoming_file()
     record = replace_file(
-        get_db(), storage(), owner_id=g.user_id, file_id=file_id, stream=part, client_name=part.filename,
+        get_db(), storage(), owner_id=caller().user_id, file_id=file_id, stream=part, client_name=part.filename,
         max_bytes=upload_limit(), room=room, digest=lambda: declared_sha256(part), now=utcnow(),
     )
     return ok(shapes.File.of(record))
@@ -148,14 +120,12 @@ def upload_room(file_id: int | None = None) -> Room:
     if announced > limit + MULTIPART_OVERHEAD:
         raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
     at_least = max(0, announced - MULTIPART_OVERHEAD) if announced <= limit else 0
-    room = Room.of(used=g.bytes_used, reserved=g.bytes_reserved, own_quota=g.quota_bytes,
-                   default_quota=current_app.config["QUOTA_BYTES"],  # as read with the session
-                   max_files=current_app.config["MAX_FILES_PER_USER"] if file_id is None else 0)
-    # Room held by resumable uploads that have expired is given back first, and the room read again.
-    if room.reserved and free_expired(get_db(), storage(), owner_id=g.user_id, now=utcnow()):
-        standing = quota_room(get_db(), owner_id=g.user_id, default_quota=room.default_quota)
-        room = with_changes(standing, max_files=room.max_files)
-    return room_for(get_db(), owner_id=g.user_id, room=room, at_least=at_least, file_id=file_id)
+    me = caller()
+    standing = Room.of(used=me.bytes_used, reserved=me.bytes_reserved, own_quota=me.quota_bytes,
+                       default_quota=current_app.config["QUOTA_BYTES"],
+                       max_files=current_app.config["MAX_FILES_PER_USER"] if file_id is None else 0)
+    return room_for_upload(get_db(), storage(), owner_id=me.user_id, standing=standing, at_least=at_least,
+                           file_id=file_id, now=utcnow())
 
 
 def incoming_file() -> FilePart:
@@ -181,5 +151,3 @@ def declared_sha256(part: FilePart) -> str | None:
     if not SHA256_HEX.fullmatch(value):
         raise ValidationError.field("sha256", "must be 64 hexadecimal digits: the SHA-256 of the file's bytes")
     return value.decode("ascii").lower()
-
-

@@ -1,13 +1,13 @@
 """Who am I, and the probes."""
-from flask import Blueprint, g
+from flask import Blueprint
 from sqlalchemy import text
 
-from app import shapes
-from app.api import link, operation
-from app.auth import token_required
 from app.errors import ServiceUnavailable
-from app.extensions import engine, storage
-from app.responses import ok
+from app.http.auth import caller, token_required
+from app.http.context import engine, storage
+from app.http.responses import ok
+from app.openapi.operation import link, operation
+from app.schemas import responses as shapes
 
 bp = Blueprint("info", __name__)
 
@@ -17,7 +17,7 @@ bp = Blueprint("info", __name__)
            links={"rolesOfUser": link("rolesOfUser", "My roles.", login="$response.body#/data/id")})
 @token_required
 def info():
-    return ok(shapes.Me(id=g.login))
+    return ok(shapes.Me(id=caller().login))
 
 
 @bp.get("/ping")

@@ -1,18 +1,19 @@
 """File links: a short-lived URL for one file, for a browser, a player or another person; the link is the credential."""
-from typing import Any
 
 from flask import Blueprint, Response, g, request, url_for
 
-from app import shapes
-from app.api import FILE_ID, FILE_ID_DOC, operation
-from app.auth import token_required
 from app.db import get_db, utcnow
 from app.errors import LinkExpired, PreconditionFailed, RangeNotSatisfiable
-from app.extensions import autocommit_engine, link_signer, storage
-from app.responses import ok
-from app.downloads import DOWNLOAD_PARAMETERS, download_headers, download_response, download_responses, wanted_range
+from app.http.auth import caller, token_required
+from app.http.context import autocommit_engine, link_signer, storage
+from app.http.downloads import download_response, wanted_range
+from app.http.parsing import body, parse
+from app.http.responses import ok
+from app.openapi.fragments import DOWNLOAD_PARAMETERS, download_responses, link_headers
+from app.openapi.operation import FILE_ID, FILE_ID_DOC, operation
+from app.schemas import responses as shapes
+from app.schemas.requests import LinkRequest
 from app.services.links import create_link, open_linked_file
-from app.validation import LinkRequest, body, parse
 
 bp = Blueprint("links", __name__, url_prefix="/file")
 
@@ -31,7 +32,7 @@ TOKEN_DOC = {"token": "The token of a link made by `POST /file/{file_id}/link`."
 def create(file_id: int):
     wanted = parse(LinkRequest, body())
     made = create_link(
-        get_db(), link_signer(), owner_id=g.user_id, file_id=file_id, session_id=g.session_id,
+        get_db(), link_signer(), owner_id=caller().user_id, file_id=file_id, session_id=caller().session_id,
         seconds=wanted.expires_in, inline=wanted.disposition == "inline", now=utcnow(),
     )
     path = url_for(".fetch", token=made.token)
@@ -39,24 +40,6 @@ def create(file_id: int):
         url=request.host_url.rstrip("/") + path, path=path, expires_at=made.expires_at, expires_in=wanted.expires_in,
         disposition=made.disposition,
     ), 201)
-
-
-def link_headers(*extra: str) -> dict[str, Any]:
-    def header(description: str, value: str, required: bool = True) -> dict[str, Any]:
-        return {"description": description, "required": required, "schema": {"type": "string", "const": value}}
-
-    return {
-        **download_headers(*extra),
-        "Content-Disposition": {
-            "description": "`inline` or `attachment`, as the link was made, with an ASCII `filename=` fallback and "
-                           "the exact name in `filename*=UTF-8''…`.",
-            "required": True, "schema": {"type": "string"},
-        },
-        "Referrer-Policy": header("Always `no-referrer`.", "no-referrer"),
-        "Content-Security-Policy": header(
-            "`sandbox`, except on an inline PDF (browsers' PDF viewers refuse to render in a sandbox).", "sandbox",
-            required=False),
-    }
 
 
 @bp.get("/link/<token>")

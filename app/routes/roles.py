@@ -1,19 +1,20 @@
 """Roles and their grants; managing them needs `roles:manage` (superusers pass every check)."""
 from typing import Any
 
-from flask import Blueprint, g, request
+from flask import Blueprint, request
 
-from app import shapes
-from app.api import link, operation
-from app.auth import has_permission, require_permission, token_required
 from app.db import get_db, utcnow
+from app.db.models import Role
 from app.errors import Forbidden, RoleExists, ValidationError
-from app.models import Role
-from app.responses import ok
+from app.http.auth import caller, has_permission, require_permission, token_required
+from app.http.parsing import body, login_of, parse
+from app.http.responses import ok
+from app.openapi.operation import link, operation
+from app.schemas import responses as shapes
+from app.schemas.requests import RoleCreate, RoleUpdate
 from app.services.roles import (
-    create_role, delete_role, effective_permissions, grant_role, list_roles, revoke_role, roles_of, update_role,
+    create_role, delete_role, effective_permissions, grant_role, list_roles, revoke_role, roles_of, update_role
 )
-from app.validation import RoleCreate, RoleUpdate, body, login_of, parse
 
 bp = Blueprint("roles", __name__)
 
@@ -117,7 +118,7 @@ def revoke(login: str, role_id: int):
 def of_user(login: str):
     target = url_login(login)
     # Checked before the lookup, so a plain user cannot probe which logins exist.
-    if target != g.login and not has_permission(get_db(), user_id=g.user_id, permission=MANAGE):
+    if target != caller().login and not has_permission(get_db(), user_id=caller().user_id, permission=MANAGE):
         raise Forbidden(f"reading another user's roles needs the permission {MANAGE!r}")
     user, roles = roles_of(get_db(), login=target)
     return ok(shapes.UserRoles(

@@ -1,38 +1,36 @@
 """Resumable uploads with the tus 1.0.0 protocol (creation, creation-with-upload, termination, expiration,
 checksum): https://tus.io/protocols/resumable-upload. Errors keep the JSON envelope."""
-import functools
 import re
 from datetime import timezone
-from typing import Any, Callable
 
-from flask import Blueprint, Response, current_app, g, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
 
-from app import shapes
-from app.api import operation
-from app.auth import authenticate, token_required
 from app.db import get_db, utcnow
+from app.db.models import Upload
 from app.errors import (
-    ChecksumMismatch, Conflict, InsufficientStorage, PreconditionFailed, QuotaExceeded, RateLimited, UnsupportedMediaType,
-    ValidationError,
+    ChecksumMismatch, Conflict, InsufficientStorage, PreconditionFailed, QuotaExceeded, RateLimited,
+    UnsupportedMediaType, ValidationError
 )
-from app.extensions import storage
-from app.models import Upload
-from app.responses import ok
+from app.http.auth import authenticate, caller, token_required
+from app.http.context import storage
+from app.http.responses import ok
+from app.http.tus import CHECKSUM_ALGORITHMS, CHUNK_TYPE, EXTENSIONS, TUS_VERSION, tus_request
+from app.openapi.fragments import header, header_parameter
+from app.openapi.operation import operation
+from app.openapi.tus import (
+    BYTES, CHECKSUM, CHUNK_BODY, EXPIRES_HEADER, METADATA, OFFSET_HEADER, RESUMABLE_HEADER, STATE_ERRORS, TUS_RESUMABLE
+)
+from app.schemas import responses as shapes
 from app.services.uploads import (
-    Checksum, append_chunk, create_upload, file_of, get_own_upload, parse_checksum, parse_metadata,
-    terminate_upload,
+    Checksum, append_chunk, create_upload, file_of, get_own_upload, parse_checksum, parse_metadata, terminate_upload
 )
 
 bp = Blueprint("uploads", __name__, url_prefix="/file/uploads")
 
 PREFIX = "/file/uploads"
-TUS_VERSION = "1.0.0"
-EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
-CHECKSUM_ALGORITHMS = "sha1,sha256"
-CHUNK_TYPE = "application/offset+octet-stream"
 NO_LIMIT = 1 << 62
 INTEGER = re.compile(r"^[0-9]+$")
 HUGE = 1 << 63  # any longer number of bytes is more than any upload: compared as this
@@ -42,18 +40,6 @@ UPLOAD_ID_DOC = {"upload_id": "The upload's id, from the `Location` of its creat
 
 
 # -- what every tus answer carries, and the version check ---------------------------------------------------
-
-
-def tus_request(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Refuse (412) a request that does not speak tus 1.0.0; checked after the token, so 401 comes first."""
-
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if request.headers.get("Tus-Resumable") != TUS_VERSION:
-            raise PreconditionFailed(f"Tus-Resumable: {TUS_VERSION} is required (the only version served)")
-        return view(*args, **kwargs)
-
-    return wrapped
 
 
 @bp.before_app_request
@@ -83,35 +69,6 @@ def discovery_headers() -> dict[str, str]:
     }
 
 
-# -- OpenAPI declarations -------------------------------------------------------------------------------------
-
-
-def header(description: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"description": description, "required": required, "schema": schema}
-
-
-def parameter(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": required, "schema": schema, "description": description}
-
-
-BYTES = {"type": "integer", "minimum": 0}
-CHECKSUM = {"type": "string", "pattern": "^(|sha1 [A-Za-z0-9+/]{27}=|sha256 [A-Za-z0-9+/]{43}=)$"}
-METADATA = {"type": "string", "pattern": r"^([!-+\--~]+( ([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)?"
-                                         r"(,[!-+\--~]+( ([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)?)*)?$"}
-TUS_RESUMABLE = parameter("Tus-Resumable", "The protocol version: `1.0.0`; anything else (or nothing) is 412.",
-                          {"type": "string", "const": TUS_VERSION}, required=True)
-RESUMABLE_HEADER = {"Tus-Resumable": header("`1.0.0`.", {"type": "string", "const": TUS_VERSION})}
-EXPIRES_HEADER = {"Upload-Expires": header(
-    "When the upload expires unless another chunk arrives (an RFC 9110 date).", {"type": "string"})}
-OFFSET_HEADER = {"Upload-Offset": header("Bytes of the upload stored so far.", {"type": "integer", "minimum": 0})}
-CHUNK_BODY = {
-    "required": False,
-    "description": "The chunk's bytes (`Content-Type: application/offset+octet-stream`), streamed to storage.",
-    "content": {CHUNK_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-}
-STATE_ERRORS = (PreconditionFailed,)  # every tus route but OPTIONS
-
-
 # -- routes -------------------------------------------------------------------------------------------------
 
 
@@ -139,11 +96,11 @@ def options():
                  "chunk. `Upload-Length: 0` makes the (empty) file at once: the answer carries `X-File-Id`."),
     parameters=(
         TUS_RESUMABLE,
-        parameter("Upload-Length", "The whole upload's size in bytes; over `MAX_UPLOAD_BYTES` is 413.", BYTES,
-                  required=True),
-        parameter("Upload-Metadata", "Comma-separated `key base64(value)` pairs, each key once, each value UTF-8 "
-                                     "text; `filename` names the file, other keys are ignored.", METADATA),
-        parameter("Upload-Checksum", "`sha1|sha256 <base64 digest>` of the first chunk (empty: none).", CHECKSUM),
+        header_parameter("Upload-Length", "The whole upload's size in bytes; over `MAX_UPLOAD_BYTES` is 413.", BYTES,
+                         required=True),
+        header_parameter("Upload-Metadata", "Comma-separated `key base64(value)` pairs, each key once, each value "
+                                            "UTF-8 text; `filename` names the file, other keys are ignored.", METADATA),
+        header_parameter("Upload-Checksum", "`sha1|sha256 <base64 digest>` of the first chunk (empty: none).", CHECKSUM),
     ),
     responses={"201": {
         "description": "Created; `Location` is the upload's absolute URL.",
@@ -167,7 +124,7 @@ def create():
     if chunk and length <= limit and (request.content_length or 0) > length:
         raise ValidationError.field("Content-Length", "the first chunk is longer than Upload-Length")
     upload = create_upload(
-        get_db(), storage(), owner_id=g.user_id, length=length, client_name=name, max_bytes=limit,
+        get_db(), storage(), owner_id=caller().user_id, length=length, client_name=name, max_bytes=limit,
         default_quota=current_app.config["QUOTA_BYTES"], expiry=current_app.config["UPLOAD_EXPIRY"], now=utcnow(),
         max_files=current_app.config["MAX_FILES_PER_USER"], max_open=current_app.config["MAX_OPEN_UPLOADS"],
     )
@@ -178,7 +135,7 @@ def create():
             upload, file_id = append(upload.id, 0, checksum)
         except (ValidationError, ChecksumMismatch):
             # Nothing of a refused first chunk is kept, and no one knows the upload's URL yet: it goes too.
-            terminate_upload(get_db(), storage(), owner_id=g.user_id, upload_id=upload.id, now=utcnow())
+            terminate_upload(get_db(), storage(), owner_id=caller().user_id, upload_id=upload.id, now=utcnow())
             raise
         if file_id is not None:
             response.headers["X-File-Id"] = str(file_id)
@@ -206,7 +163,7 @@ def create():
 @token_required
 @tus_request
 def head(upload_id: str):
-    upload = get_own_upload(get_db(), owner_id=g.user_id, upload_id=upload_id, now=utcnow())
+    upload = get_own_upload(get_db(), owner_id=caller().user_id, upload_id=upload_id, now=utcnow())
     response = empty(200)
     response.headers.update({
         "Upload-Offset": str(upload.received), "Upload-Length": str(upload.length), "Cache-Control": "no-store",
@@ -222,7 +179,7 @@ def head(upload_id: str):
 @tus_request
 def state(upload_id: str):
     db = get_db()
-    upload = get_own_upload(db, owner_id=g.user_id, upload_id=upload_id, now=utcnow())
+    upload = get_own_upload(db, owner_id=caller().user_id, upload_id=upload_id, now=utcnow())
     record = file_of(db, upload)
     return ok(shapes.UploadState(
         id=upload.id, offset=upload.received, length=upload.length, expires_at=upload.expires_at,
@@ -241,9 +198,9 @@ def state(upload_id: str):
                  "completes the upload makes the file, and the answer carries `X-File-Id`."),
     parameters=(
         TUS_RESUMABLE,
-        parameter("Upload-Offset", "Where this chunk starts: the upload's current offset.", BYTES, required=True),
-        parameter("Upload-Checksum", "`sha1|sha256 <base64 digest>` of this chunk; a mismatch is 460 and the chunk "
-                                     "is discarded (empty: none).", CHECKSUM),
+        header_parameter("Upload-Offset", "Where this chunk starts: the upload's current offset.", BYTES, required=True),
+        header_parameter("Upload-Checksum", "`sha1|sha256 <base64 digest>` of this chunk; a mismatch is 460 and "
+                                            "the chunk is discarded (empty: none).", CHECKSUM),
     ),
     responses={"204": {
         "description": "Stored; `Upload-Offset` is the new offset.",
@@ -279,7 +236,7 @@ def patch(upload_id: str):
 @token_required
 @tus_request
 def terminate(upload_id: str):
-    terminate_upload(get_db(), storage(), owner_id=g.user_id, upload_id=upload_id, now=utcnow())
+    terminate_upload(get_db(), storage(), owner_id=caller().user_id, upload_id=upload_id, now=utcnow())
     return empty(204)
 
 
@@ -319,7 +276,7 @@ def append(upload_id: str, offset: int, checksum: Checksum | None) -> tuple[Uplo
     # not the small limit of other bodies.
     request.max_content_length = NO_LIMIT
     got = append_chunk(
-        get_db(), storage(), owner_id=g.user_id, upload_id=upload_id, offset=offset, stream=Body(),
+        get_db(), storage(), owner_id=caller().user_id, upload_id=upload_id, offset=offset, stream=Body(),
         announced=request.content_length, checksum=checksum,
         expiry=current_app.config["UPLOAD_EXPIRY"], now=utcnow(),
     )

@@ -1,6 +1,6 @@
 """What may reach a log: a file link's token never does, and a control character cannot start a line.
 
-Used by the request log (app.middleware) and by the server's own loggers (app.server.worker), which the
+Used by the request log (app.http.middleware) and by the server's own loggers (app.server.worker), which the
 server's master process loads without the app.
 """
 import logging

@@ -6,11 +6,11 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db.models import DeviceSession, LoginEvent, RefreshToken, User
 from app.errors import Forbidden, NotFound, UserExists, ValidationError
-from app.models import DeviceSession, LoginEvent, RefreshToken, User
+from app.ratelimit.throttle import Throttle
 from app.security import Passwords
 from app.services.sessions import revoke_sessions
-from app.services.throttle import Throttle
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ def change_account(
     current_password: str, new_login: str | None, new_password: str | None, now: datetime,
 ) -> str:
     """Change the login and/or password; a new password signs out every other device in the same commit.
-    The attempt was counted as a wrong guess (Throttle.reauthenticate); a right password gives it back."""
+    The attempt counts as a wrong guess (Throttle.reauthenticate) until the password proves right."""
+    throttle.count_account_change(user_id)
+    throttle.reauthenticate(user_id, login)
     user = db.get(User, user_id)
     if user is None:
         raise NotFound("no such user")

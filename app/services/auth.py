@@ -7,11 +7,11 @@ from sqlalchemy import delete, false, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db.models import DeviceSession, LoginEvent, RefreshToken, Role, User, UserRole
 from app.errors import InvalidCredentials, InvalidRefreshToken, UserExists
-from app.models import DeviceSession, LoginEvent, RefreshToken, Role, User, UserRole
+from app.ratelimit.throttle import Throttle
 from app.security import Passwords, TokenPolicy, new_refresh_token, new_session_id, token_hash
 from app.services.sessions import revoke_sessions
-from app.services.throttle import Throttle
 
 log = logging.getLogger("app.accounts")
 
@@ -44,9 +44,10 @@ def role_names(db: Session, user_id: int) -> list[str]:
 
 
 def sign_up(
-    db: Session, *, passwords: Passwords, policy: TokenPolicy, login: str, password: str, client: Client,
-    now: datetime,
+    db: Session, *, passwords: Passwords, policy: TokenPolicy, throttle: Throttle, login: str, password: str,
+    client: Client, now: datetime,
 ) -> IssuedTokens:
+    throttle.count_sign_up(client.ip)
     if db.scalar(select(User.id).where(User.login == login)) is not None:
         raise UserExists()
     user = User(login=login, password_hash=passwords.hash(password), created_at=now)
@@ -66,6 +67,7 @@ def sign_in(
     db: Session, *, passwords: Passwords, policy: TokenPolicy, throttle: Throttle, login: str, password: str,
     client: Client, now: datetime,
 ) -> IssuedTokens:
+    throttle.sign_in(db, login=login, address=client.ip, now=now)
     user = db.scalar(select(User).where(User.login == login))
     # An unknown id is checked against a dummy hash, and its failure recorded by the same statement that
     # records a wrong password (it inserts no row): the same work, the same time, the same answer. The
@@ -89,7 +91,10 @@ def sign_in(
     return tokens
 
 
-def refresh(db: Session, *, policy: TokenPolicy, raw_token: str, client: Client, now: datetime) -> IssuedTokens:
+def refresh(
+    db: Session, *, policy: TokenPolicy, throttle: Throttle, raw_token: str, client: Client, now: datetime,
+) -> IssuedTokens:
+    throttle.count_refresh(client.ip)
     digest = token_hash(raw_token)
     # One conditional UPDATE picks the winner: of two parallel refreshes, the second sees 0 rows.
     claimed = db.execute(

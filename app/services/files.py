@@ -19,11 +19,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import Read
+from app.db.models import File
+from app.db.reads import Read
 from app.errors import (
-    Conflict, FileTooLarge, InvalidToken, NotFound, QuotaExceeded, ServiceUnavailable, ValidationError,
+    Conflict, FileTooLarge, InvalidToken, NotFound, QuotaExceeded, ServiceUnavailable, ValidationError
 )
-from app.models import File
 from app.services import quota
 from app.services.quota import Room
 from app.storage import BlobInfo, ByteStream, Storage, StoredBlob

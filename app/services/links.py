@@ -8,8 +8,8 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from app.db.models import ID_MAX, DeviceSession, File
 from app.errors import LinkExpired, NotFound, ServiceUnavailable
-from app.models import ID_MAX, DeviceSession, File
 from app.security import LinkClaims, LinkSigner
 from app.services.files import RETRIES, Download, WantedRange, get_own_file
 from app.storage import Storage

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, ColumnElement, Integer, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from app.db.models import File, User
 from app.errors import QuotaExceeded
-from app.models import File, User
 
 
 @dataclass(frozen=True)

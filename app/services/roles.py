@@ -6,9 +6,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db.models import ID_MAX, Role, User, UserRole
 from app.errors import NotFound, RoleExists
-from app.models import ID_MAX, Role, User, UserRole
-
 
 
 def list_roles(db: Session) -> list[Role]:

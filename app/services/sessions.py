@@ -4,7 +4,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.models import DeviceSession
+from app.db.models import DeviceSession
 
 
 def revoke_sessions(

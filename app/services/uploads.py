@@ -15,7 +15,7 @@ import secrets
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -23,14 +23,13 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import threads
+from app.db.models import File, Upload
 from app.errors import (
-    ChecksumMismatch, Conflict, FileTooLarge, NotFound, QuotaExceeded, RateLimited, ServiceUnavailable,
-    ValidationError,
+    ChecksumMismatch, Conflict, FileTooLarge, NotFound, QuotaExceeded, RateLimited, ServiceUnavailable, ValidationError
 )
-from app.models import File, Upload
 from app.services import quota
 from app.services.files import (
-    SNIFF_BYTES, commit_pointing_at, detect_mime, discard, display_name, extension_of, rows_for_stored,
+    SNIFF_BYTES, commit_pointing_at, detect_mime, discard, display_name, extension_of, room_for, rows_for_stored
 )
 from app.storage import CHUNK, ByteStream, Storage
 from app.storage.base import PartialInfo
@@ -153,6 +152,19 @@ def free_expired(db: Session, storage: Storage, *, owner_id: int, now: datetime)
             _drop(storage, found.storage_ref)
             removed += 1
     return removed
+
+
+def room_for_upload(
+    db: Session, storage: Storage, *, owner_id: int, standing: quota.Room, at_least: int, file_id: int | None,
+    now: datetime,
+) -> quota.Room:
+    """The owner's room for a plain upload (a new file, or new content of `file_id`), before its body streams
+    in: 413 now if a body of `at_least` bytes cannot fit. `standing` is what the bearer check read; room held
+    by resumable uploads that have expired is given back first, and the room read again."""
+    if standing.reserved and free_expired(db, storage, owner_id=owner_id, now=now):
+        fresh = quota.room(db, owner_id=owner_id, default_quota=standing.default_quota)
+        standing = replace(fresh, max_files=standing.max_files)
+    return room_for(db, owner_id=owner_id, room=standing, at_least=at_least, file_id=file_id)
 
 
 def _empty_file(db: Session, storage: Storage, upload: Upload, now: datetime, max_files: int = 0) -> Upload:
@@ -356,7 +368,7 @@ class Claim:
             raise Conflict("this request lost its claim on the upload; HEAD it and resume")
 
     def _stop(self) -> None:
-        # Not joined: the caller may hold SQLite's write turn (app.db.OneWriter) that the renewer waits for.
+        # Not joined: the caller may hold SQLite's write turn (app.db.engines.OneWriter) that the renewer waits for.
         # A refresh still under way finds the claim released and changes nothing.
         self.stop.set()
 

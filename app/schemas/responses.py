@@ -1,6 +1,6 @@
 """The JSON shapes of what the API returns, declared once.
 
-Each success body is one of these models: the routes build them, `app.responses.ok` serialises them
+Each success body is one of these models: the routes build them, `app.http.responses.ok` serialises them
 inside the envelope, and the OpenAPI document takes their schemas from here.
 """
 from datetime import datetime
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from app.validation import LIST_SIZE_MAX, NAME_MAX, NAME_PATTERN
+from app.schemas.requests import LIST_SIZE_MAX, NAME_MAX, NAME_PATTERN
 
 
 def iso(moment: datetime) -> str:

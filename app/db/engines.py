@@ -1,45 +1,16 @@
-"""Declarative base, one engine per app, the request's SQLAlchemy session on `g`, and the hot reads."""
+"""Engines: which MySQL driver `mysql://` takes, the pool's rules (ping only the idle, lose a server together),
+and SQLite's one writer at a time."""
 import importlib.util
 import os
 import time
 import weakref
-from collections import namedtuple
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from flask import Flask, current_app, g
-from sqlalchemy import DateTime, MetaData, Select, String, create_engine, event
-from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 
 from app import threads
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-# MySQL's DATETIME drops fractions of a second unless asked; token rotation and "newest first" need them.
-UtcDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-# Logins are normalised before storing; a binary collation keeps "josé@…" and "jose@…" two users on MySQL.
-Login = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UtcDateTime}
-
-
-def utcnow() -> datetime:
-    """Naive UTC, the form every time column stores."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
 
 # A MySQL URL without a driver (`mysql://`, `mariadb://`) takes mysqlclient (C) where it is installed, else
 # PyMySQL (pure Python, always installed); `mysql+pymysql://` or `mysql+mysqldb://` pins one. mysqlclient
@@ -62,7 +33,7 @@ def _green_mysqldb(dialect, _record, cargs, cparams):
     """mysqlclient's connection, its statements waiting for the server on the event loop (when there is one)."""
     if dialect.driver != "mysqldb" or not threads.event_loop():
         return None  # SQLAlchemy connects as usual
-    from app.green_mysql import GreenConnection
+    from app.db.green_mysql import GreenConnection
 
     return GreenConnection(*cargs, **cparams)
 
@@ -153,105 +124,6 @@ def server_lost(engine: Engine) -> None:
             alive.pool.dispose()
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """A statement as one dialect's driver takes it."""
-
-    sql: str
-    names: tuple[str, ...] | None  # the parameters' order for a positional paramstyle; None: by name
-    binds: tuple[tuple[str, Callable[[Any], Any]], ...]  # the parameters a column type converts
-    results: tuple[Callable[[Any], Any] | None, ...] | None  # per column; None when no column converts
-
-
-class Read:
-    """A SELECT compiled once per database and run on a pooled DBAPI cursor, answering named tuples.
-
-    For the reads made on every request (the bearer check, a page of files): SQLAlchemy's execution layer
-    (connection, context, result objects) costs as much CPU as the driver's whole round trip. Measured on
-    the session lookup: 110 → 60 µs with mysqlclient, 155 → 110 µs with PyMySQL. What the column types do
-    still happens (SQLite keeps times as text); a driver error is raised as SQLAlchemy's own, and a lost
-    connection empties the pools as a failed Core statement does. Only for autocommit engines: nothing
-    here begins or ends a transaction.
-    """
-
-    def __init__(self, statement: Select):
-        self.statement = statement
-        self.row = namedtuple("Row", [column.key for column in statement.selected_columns])  # type: ignore[misc]
-        self._plans: "weakref.WeakKeyDictionary[Dialect, _Plan]" = weakref.WeakKeyDictionary()
-
-    def first(self, engine: Engine, params: Mapping[str, Any]) -> Any | None:
-        rows = self.all(engine, params)
-        return rows[0] if rows else None
-
-    def all(self, engine: Engine, params: Mapping[str, Any]) -> list[Any]:
-        started = time.monotonic()
-        try:
-            return self._all(engine, params)
-        except DBAPIError as e:
-            # A pooled connection the server dropped between requests (a restart, a fail-over, wait_timeout)
-            # fails at once: the pools are emptied, and the read is tried once more on a new connection.
-            # One that timed out is not tried again: the caller has waited long enough.
-            if not e.connection_invalidated or time.monotonic() - started > RETRY_WITHIN:
-                raise
-            return self._all(engine, params)
-
-    def _all(self, engine: Engine, params: Mapping[str, Any]) -> list[Any]:
-        dialect = engine.dialect
-        plan = self._plans.get(dialect) or self._plan(dialect)
-        if plan.binds:
-            params = dict(params)
-            for name, process in plan.binds:
-                params[name] = process(params[name])
-        arguments = params if plan.names is None else tuple(params[name] for name in plan.names)
-        try:
-            connection = engine.raw_connection()
-        except dialect.loaded_dbapi.Error as e:  # the server is unreachable
-            server_lost(engine)
-            raise _as_sqlalchemy_error(e, plan.sql, dialect, lost=True) from e
-        cursor = None
-        try:
-            cursor = connection.cursor()
-            cursor.execute(plan.sql, arguments)
-            rows = cursor.fetchall()
-            cursor.close()
-        except dialect.loaded_dbapi.Error as e:
-            lost = dialect.is_disconnect(e, connection.dbapi_connection, cursor)
-            if lost:
-                connection.invalidate(e)
-                server_lost(engine)
-            raise _as_sqlalchemy_error(e, plan.sql, dialect, lost) from e
-        finally:
-            connection.close()
-        make = self.row._make
-        if plan.results is None:
-            return [make(row) for row in rows]
-        return [make(value if process is None else process(value) for value, process in zip(row, plan.results))
-                for row in rows]
-
-    def _plan(self, dialect: Dialect) -> _Plan:
-        compiled = self.statement.compile(dialect=dialect)
-        binds = tuple(
-            (name, process) for name, bind in compiled.binds.items()
-            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        )
-        results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                        for column in self.statement.selected_columns)
-        plan = _Plan(
-            sql=compiled.string,
-            names=tuple(compiled.positiontup or ()) if compiled.positional else None,
-            binds=binds,
-            results=results if any(results) else None,
-        )
-        self._plans[dialect] = plan
-        return plan
-
-
-def _as_sqlalchemy_error(e: Exception, sql: str, dialect: Dialect, lost: bool) -> DBAPIError:
-    """The driver's exception as Core raises it (OperationalError and the like), parameters hidden."""
-    return DBAPIError.instance(sql, None, e, dialect.loaded_dbapi.Error, hide_parameters=True,
-                               connection_invalidated=lost, dialect=dialect)
-
-
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
@@ -313,42 +185,3 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-
-
-def init_app(app: Flask) -> None:
-    url, pool_size, timeout = app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"], app.config["DB_CONNECT_TIMEOUT"]
-    read_timeout = app.config["DB_READ_TIMEOUT"]
-    engine = make_engine(url, pool_size, timeout, read_timeout=read_timeout)
-    app.extensions["engine"] = engine
-    # The bearer check, the abuse counters and read-only routes are single statements: in autocommit
-    # they need no BEGIN/ROLLBACK round trips, so they get a pool of their own.
-    if url.startswith("sqlite"):
-        app.extensions["autocommit_engine"] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    else:
-        app.extensions["autocommit_engine"] = make_engine(url, pool_size, timeout, autocommit=True, read_timeout=read_timeout)
-        share_disconnects(engine, app.extensions["autocommit_engine"])
-    app.extensions["sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
-    app.teardown_appcontext(close_db)
-
-
-def after_fork(app: Flask) -> None:
-    """In a worker forked from a process that created the app: start with empty pools of its own.
-
-    Any connection the parent opened stays the parent's (close=False leaves it alone); this process
-    opens its own on first use.
-    """
-    for name in ("engine", "autocommit_engine"):
-        app.extensions[name].dispose(close=False)
-
-
-def get_db() -> Session:
-    """The request's session; opened on first use, closed at teardown."""
-    if "db" not in g:
-        g.db = current_app.extensions["sessionmaker"]()
-    return g.db
-
-
-def close_db(_exc: BaseException | None = None) -> None:
-    db = g.pop("db", None)
-    if db is not None:
-        db.close()

@@ -4,10 +4,12 @@ import logging
 import traceback
 
 from flask import Flask, Response, current_app, jsonify, request
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from app.errors import ApiError, InsufficientStorage, InternalError, ServiceUnavailable, ValidationError, for_status
+
 log = logging.getLogger("app")
 FULL = (errno.ENOSPC, errno.EDQUOT)
 

@@ -8,10 +8,11 @@ from flask import current_app, g, request
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.db import Read, get_db, utcnow
+from app.db import get_db, utcnow
+from app.db.models import DeviceSession, Role, User, UserRole
+from app.db.reads import Read
 from app.errors import Forbidden, InvalidToken, MissingToken
-from app.extensions import autocommit_engine, tokens
-from app.models import DeviceSession, Role, User, UserRole
+from app.http.context import autocommit_engine, tokens
 
 # Built once: composing a statement costs more than running it over a warm connection.
 # One primary-key lookup (plus the user's row) on a plain cursor, no ORM objects; a row only for a live session.
@@ -30,6 +31,28 @@ def bearer_token() -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking, as the bearer check found them: one row read with the session, nothing lazy.
+
+    The counters ride along for free: the file list's total needs no query of its own, and an upload
+    reads no row before its body to know the room left under the quota.
+    """
+
+    user_id: int
+    session_id: str
+    login: str
+    file_count: int
+    bytes_used: int
+    bytes_reserved: int
+    quota_bytes: int | None
+
+
+def caller() -> Caller:
+    """The caller of a view behind @token_required or @require_permission."""
+    return g.caller
 
 
 @dataclass(frozen=True)
@@ -62,10 +85,8 @@ def authenticate() -> None:
     if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
         with autocommit_engine().connect() as connection:
             connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
-    # file_count rides along for free: the file list's total needs no query of its own; the quota's counters
-    # too: an upload reads no row before its body.
-    g.user_id, g.session_id, g.login, g.file_count = row.user_id, claims["sid"], row.login, row.file_count
-    g.bytes_used, g.bytes_reserved, g.quota_bytes = row.bytes_used, row.bytes_reserved, row.quota_bytes
+    g.caller = Caller(row.user_id, claims["sid"], row.login, row.file_count, row.bytes_used, row.bytes_reserved,
+                      row.quota_bytes)
 
 
 def require_permission(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -75,7 +96,7 @@ def require_permission(permission: str) -> Callable[[Callable[..., Any]], Callab
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             authenticate()
-            if not has_permission(get_db(), user_id=g.user_id, permission=permission):
+            if not has_permission(get_db(), user_id=caller().user_id, permission=permission):
                 raise Forbidden(f"this needs the permission {permission!r}")
             return view(*args, **kwargs)
 

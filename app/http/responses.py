@@ -1,7 +1,7 @@
 """The success envelope, and the refresh-token cookie the token routes set and clear."""
 from flask import Response, current_app, request
 
-from app.shapes import Shape
+from app.schemas.responses import Shape
 
 REFRESH_COOKIE = "refresh_token"
 COOKIE_PATH = "/signin"

@@ -1,23 +1,20 @@
-"""Request bodies and parameters into checked values, or a ValidationError naming the field."""
+"""Request bodies as pydantic models, and the rules of their fields: checked values, or a ValidationError
+naming every bad field. Nothing here reads the request or the app: what a rule depends on (the phone
+region, LINK_MAX_TTL, whether the body was a form) comes in the validation context (`context_of`)."""
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import DNS_LABEL_LENGTH_LIMIT, EMAIL_MAX_LENGTH, LOCAL_PART_MAX_LENGTH
-from flask import current_app, has_app_context, has_request_context, request
 from pydantic import (
     AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, StringConstraints,
-    ValidationInfo, model_validator,
+    ValidationInfo, model_validator
 )
-from pydantic import ValidationError as PydanticError
 from pydantic_core import PydanticCustomError
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.common_passwords import is_common
 from app.errors import ValidationError
-from app.multipart import boundary_of
-from config import Config
+from app.schemas.common_passwords import is_common
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 LOGIN_MAX = EMAIL_MAX_LENGTH  # a phone number is far shorter
@@ -31,8 +28,6 @@ PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-.]{3,32}$")
 # Role and permission names travel in JWTs and are compared byte for byte: keep them plain lower-case.
 NAME_PATTERN = r"^[a-z0-9_.:-]+$"
 NAME_MAX, DESCRIPTION_MAX, PERMISSIONS_MAX = 64, 255, 100
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def _no_null_defaults(schema: dict[str, Any]) -> None:
@@ -135,12 +130,16 @@ class RoleUpdate(Strict):
 
 
 LINK_SECONDS_DEFAULT = 300
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def _form_integer(value: Any) -> Any:
+def context_of(region: str, link_max_ttl: int, form: bool = False) -> dict[str, Any]:
+    """What the rules below read: DEFAULT_PHONE_REGION, LINK_MAX_TTL, and whether the body was a form."""
+    return {"region": region, "link_max_ttl": link_max_ttl, "form": form}
+
+
+def _form_integer(value: Any, info: ValidationInfo) -> Any:
     """A form carries every value as text: digits there are the integer; JSON must send a number."""
-    if isinstance(value, str) and has_request_context() and request.mimetype in FORM_TYPES:
+    if isinstance(value, str) and (info.context or {}).get("form"):
         text = value.strip()
         if text.isascii() and text.removeprefix("-").isdigit() and len(text) <= 20:
             return int(text)
@@ -149,20 +148,19 @@ def _form_integer(value: Any) -> Any:
     return value
 
 
-def _link_max_seconds() -> int:
-    """LINK_MAX_TTL of the app at hand (the OpenAPI document is built from one), else of the environment."""
-    return current_app.config["LINK_MAX_TTL"] if has_app_context() else Config.LINK_MAX_TTL
+# A maximum that is a setting: the OpenAPI document writes the app's value in its place.
+MAXIMUM_FROM_SETTING = "x-maximum-from-setting"
 
 
-def _within_link_lifetime(value: int) -> int:
-    limit = _link_max_seconds()
+def _within_link_lifetime(value: int, info: ValidationInfo) -> int:
+    limit = info.context["link_max_ttl"]
     if not 1 <= value <= limit:
         raise PydanticCustomError("link_seconds", f"must be an integer from 1 to {limit}")
     return value
 
 
 def _link_seconds_schema(schema: dict[str, Any]) -> None:
-    schema.update(minimum=1, maximum=_link_max_seconds())
+    schema.update({"minimum": 1, MAXIMUM_FROM_SETTING: "LINK_MAX_TTL"})
 
 
 LinkSeconds = Annotated[StrictInt, BeforeValidator(_form_integer), AfterValidator(_within_link_lifetime), Field(
@@ -179,90 +177,10 @@ class LinkRequest(Strict):
         "served as an attachment."))
 
     @model_validator(mode="after")
-    def _default_within_limit(self) -> "LinkRequest":
+    def _default_within_limit(self, info: ValidationInfo) -> "LinkRequest":
         if "expires_in" not in self.model_fields_set:  # the default never outlives a smaller LINK_MAX_TTL
-            self.expires_in = min(self.expires_in, _link_max_seconds())
+            self.expires_in = min(self.expires_in, info.context["link_max_ttl"])
         return self
-
-
-def body() -> dict[str, Any]:
-    """The request body as a dict: JSON or form-encoded; an empty body is an empty dict."""
-    mimetype = request.mimetype
-    if mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json")):
-        if not request.content_length and not request.headers.get("Transfer-Encoding"):
-            return {}  # a client that declares JSON by default but sends nothing has sent no fields
-        try:
-            data = request.get_json(silent=True)
-        except RecursionError:  # nesting deeper than the parser's stack; `silent` covers only ValueError
-            data = None
-        if not isinstance(data, dict):
-            raise ValidationError("the body must be a JSON object", {"fields": {"body": "malformed JSON"}})
-        return data
-    if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return form_fields()
-    if not mimetype and not request.content_length and not request.headers.get("Transfer-Encoding"):
-        return {}
-    raise ValidationError(
-        "the body must be JSON or form-encoded",
-        {"fields": {"body": f"unsupported content type {mimetype or '(none)'}"}},
-    )
-
-
-def form_fields() -> dict[str, Any]:
-    """A form body's fields; a multipart one with a boundary werkzeug cannot use, or too many parts, is 400.
-
-    werkzeug drops a multipart body it cannot parse (the fields would just be "required"), and answers
-    too many parts or too large a field with 413, as if the body were over the size limit.
-    """
-    if request.mimetype == "multipart/form-data":
-        boundary_of(request.content_type or "", "body")
-    try:
-        return request.form.to_dict()
-    except RequestEntityTooLarge:
-        if _body_over_limit():
-            raise
-        raise ValidationError.field("body", "the form has too many parts, or a part too large") from None
-
-
-def _body_over_limit() -> bool:
-    limit = request.max_content_length
-    if limit is None:
-        return False
-    if request.content_length is not None:
-        return request.content_length > limit
-    return bool(getattr(request.stream, "is_exhausted", False))  # a chunked body cut off at the limit
-
-
-def parse(model: type[M], data: dict[str, Any]) -> M:
-    """The model, with every bad field named at once; logins come back normalised."""
-    try:
-        return model.model_validate(data, context={"region": current_app.config["DEFAULT_PHONE_REGION"]})
-    except PydanticError as e:
-        fields: dict[str, str] = {}
-        for err in e.errors():
-            name = ".".join(str(part) for part in err["loc"]) or "body"
-            fields.setdefault(name, _reason(err))
-        raise ValidationError.fields(fields) from None
-
-
-def login_of(raw: str) -> str:
-    """A login typed anywhere (a URL, the console), normalised with the configured phone region."""
-    return normalize_login(raw, current_app.config["DEFAULT_PHONE_REGION"])
-
-
-def _reason(err: dict[str, Any]) -> str:
-    kind = err["type"]
-    if kind == "missing":
-        return "required"
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind in ("string_type", "str_type"):
-        return "must be a string"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return "must be an integer"
-    if kind == "string_pattern_mismatch":
-        return "only lower-case letters, digits and _ . : - are allowed"
-    return err["msg"]
 
 
 def normalize_login(value: str, region: str) -> str:
@@ -295,34 +213,3 @@ def check_password(password: str, field: str = "password") -> str:
     if is_common(password):
         raise ValidationError.field(field, COMMON_PASSWORD)
     return password
-
-
-PAGE_PARAMETERS = (
-    {"name": "page", "in": "query", "required": False, "description": "1-based page; empty means 1.",
-     "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 1}},
-    {"name": "list_size", "in": "query", "required": False, "description": "Items per page; empty means 10.",
-     "schema": {"type": "integer", "minimum": 1, "maximum": LIST_SIZE_MAX, "default": 10}},
-)
-
-
-def page_params(max_size: int = LIST_SIZE_MAX) -> tuple[int, int]:
-    """`page` (default 1) and `list_size` (default 10); an empty parameter means the default."""
-    reasons: dict[str, str] = {}
-    page = _positive_int("page", 1, PAGE_MAX, reasons)
-    list_size = _positive_int("list_size", 10, max_size, reasons)
-    if reasons:
-        raise ValidationError.fields(reasons)
-    return page, list_size
-
-
-def _positive_int(name: str, default: int, maximum: int, reasons: dict[str, str]) -> int:
-    raw = request.args.get(name, "").strip()
-    if raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(PAGE_MAX)):
-        reasons[name] = "must be a positive integer"
-        return default
-    value = int(raw)
-    if not 1 <= value <= maximum:
-        reasons[name] = f"must be 1 to {maximum}"
-    return value

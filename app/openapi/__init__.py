@@ -1,26 +1,28 @@
 """The OpenAPI 3.1 document, served at /openapi.json, and Swagger UI at /docs from the package's own assets.
 
 Nothing here describes a route by hand: operations come from the URL map and the `@operation`
-declarations beside each view (app.api), shapes from app.shapes, request bodies from the pydantic
-models the routes validate with, error codes and their meaning from app.errors.
+declarations beside each view (app.openapi.operation), shapes from app.schemas.responses, request bodies
+from the pydantic models the routes validate with (app.schemas.requests), error codes and their meaning
+from app.errors; fragments several operations share in app.openapi.fragments.
 """
 import base64
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, Mapping
 
 from flask import Blueprint, Flask, Response, current_app, make_response, request
 from flask_swagger_ui import get_swaggerui_blueprint
 from werkzeug.routing import IntegerConverter, Rule
 
-from app import shapes
-from app.api import Operation
 from app.errors import (
-    ApiError, FileTooLarge, HeadersTooLarge, InternalError, InvalidToken, MissingToken, NotFound,
-    ServiceUnavailable, TokenExpired, UriTooLong, ValidationError, all_errors,
+    ApiError, FileTooLarge, HeadersTooLarge, InternalError, InvalidToken, MissingToken, NotFound, ServiceUnavailable,
+    TokenExpired, UriTooLong, ValidationError, all_errors
 )
-from app.middleware import REQUEST_ID_PATTERN
+from app.http.middleware import REQUEST_ID_PATTERN
+from app.openapi.operation import Operation
+from app.schemas import responses as shapes
+from app.schemas.requests import MAXIMUM_FROM_SETTING
 
 DOCUMENT_URL = "/openapi.json"
 DOCS_URL = "/docs"
@@ -239,7 +241,7 @@ def operation_spec(
     return spec
 
 
-def schemas_of(models: dict[str, Any]) -> dict[str, Any]:
+def schemas_of(models: dict[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     """Each model's JSON Schema (shapes as serialised, bodies as validated), nested definitions hoisted."""
     schemas: dict[str, Any] = {}
     for name, model in sorted(models.items(), key=lambda item: item[0]):
@@ -250,6 +252,10 @@ def schemas_of(models: dict[str, Any]) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
+    for schema in schemas.values():
+        for field in schema.get("properties", {}).values():
+            if MAXIMUM_FROM_SETTING in field:  # a limit the operator sets (LINK_MAX_TTL): this app's value
+                field["maximum"] = config[field.pop(MAXIMUM_FROM_SETTING)]
     return schemas
 
 
@@ -306,7 +312,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         ],
         "paths": paths,
         "components": {
-            "schemas": {**schemas_of(models), **error_schemas()},
+            "schemas": {**schemas_of(models, app.config), **error_schemas()},
             "headers": {"X-Request-ID": {
                 "description": "The request's id: the client's own `X-Request-ID` if it sent a sane one, else a new one.",
                 "required": True, "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},

@@ -4,7 +4,6 @@ a request asks for, preconditions, 304/206/416, and the headers of SPEC §4 and 
 import base64
 import unicodedata
 from datetime import timezone
-from typing import Any, Callable
 from urllib.parse import quote
 
 from flask import Response, request
@@ -13,63 +12,11 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.http import dump_options_header, parse_range_header
 from werkzeug.wsgi import wrap_file
 
+from app.db.models import File
 from app.errors import PreconditionFailed
-from app.models import File
 from app.services.files import Download, WantedRange
 
 DOWNLOAD_CHUNK = 256 * 1024  # per read from storage when the bytes cannot be sendfile(2)d
-
-
-def download_headers(*extra: str) -> dict[str, Any]:
-    def header(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"description": description, "required": True, "schema": schema}
-
-    headers = {
-        "ETag": header("A strong validator of the content; send it back in `If-None-Match` or `If-Range`.",
-                       {"type": "string"}),
-        "Accept-Ranges": header("`bytes`: single ranges are served.", {"type": "string", "const": "bytes"}),
-        "Content-Disposition": header(
-            "`attachment` with an ASCII `filename=` fallback and the exact name in `filename*=UTF-8\'\'…`.",
-            {"type": "string"}),
-        "X-Content-Type-Options": header("Always `nosniff`.", {"type": "string", "const": "nosniff"}),
-        "Repr-Digest": header(
-            "RFC 9530: `sha-256=:<base64 of the SHA-256>:` of the whole file, also on a 206 and a 304.",
-            {"type": "string", "pattern": "^sha-256=:[A-Za-z0-9+/]{43}=:$"}),
-    }
-    optional = {
-        "Content-Length": header("Bytes in this response.", {"type": "integer", "minimum": 0}),
-        "Content-Range": header("`bytes <first>-<last>/<size>`.", {"type": "string"}),
-        "Last-Modified": header("When the content was last replaced.", {"type": "string"}),
-    }
-    return {**headers, **{name: optional[name] for name in extra}}
-
-
-def download_responses(headers: Callable[..., dict[str, Any]] = download_headers) -> dict[str, Any]:
-    """The 200/206/304 of a route that answers with a file's bytes, with `headers(*extra)` for each."""
-    return {
-        "200": {"description": "The whole content, with `Content-Type` = the stored `mime_type`.",
-                "headers": headers("Content-Length", "Last-Modified"), "content": BINARY},
-        "206": {"description": "The requested single range.",
-                "headers": headers("Content-Length", "Content-Range"), "content": BINARY},
-        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": headers()},
-    }
-
-
-def header_parameter(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": description}
-
-
-BINARY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
-DOWNLOAD_PARAMETERS = (
-    header_parameter("Range", "One range, e.g. `bytes=0-1023`; several ranges, or another unit, are answered "
-                              "with the whole file."),
-    header_parameter("If-None-Match", "An `ETag` from an earlier download: 304 while it still matches."),
-    header_parameter("If-Range", "Serve the `Range` only if the content is still this `ETag`, else the whole file."),
-    header_parameter("If-Match", "Serve only if the content is still this `ETag` (or `*`), else 412. "
-                                 "Empty means not given."),
-    header_parameter("If-Unmodified-Since", "An HTTP date: 412 if the content was replaced after it. "
-                                            "Ignored with `If-Match`."),
-)
 
 
 def wanted_range() -> WantedRange | None:

@@ -17,9 +17,9 @@ from limits import parse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.counters import Count, Counters, DatabaseCounters
+from app.db.models import LoginEvent, User
 from app.errors import RateLimited
-from app.models import LoginEvent, User
+from app.ratelimit.counters import Count, Counters, DatabaseCounters
 
 KNOWN_ADDRESS_DAYS = 30  # an address that signed in to a login within this many days is not a stranger to it
 
@@ -60,10 +60,10 @@ class Throttle:
         if self.enabled:
             refuse_over(self.counters.hit(self.key(kind, identity), limit.seconds), limit)
 
-    def sign_up(self, address: str) -> None:
+    def count_sign_up(self, address: str) -> None:
         self._count_attempt("signup", address, self.signup)
 
-    def refresh_token(self, address: str) -> None:
+    def count_refresh(self, address: str) -> None:
         self._count_attempt("refresh", address, self.refresh)
 
     def sign_in(self, db: Session, *, login: str, address: str, now: datetime) -> None:
@@ -104,7 +104,7 @@ class Throttle:
             self.counters.give_back(self.key("reauth", str(user_id)))
             self.login_failures.give_back(self.key("signin-login", login))
 
-    def change_account(self, user_id: int) -> None:
+    def count_account_change(self, user_id: int) -> None:
         """`PATCH /user` as a whole, per user: its answers (a login taken) and its hashing cannot be driven at will."""
         if self.account is not None:
             self._count_attempt("account", str(user_id), self.account)

@@ -13,9 +13,9 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from pydantic import BaseModel
 
+from app.db.models import ID_MAX
 from app.errors import ApiError
-from app.models import ID_MAX
-from app.shapes import Shape
+from app.schemas.responses import Shape
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -2,15 +2,14 @@
 from flask import current_app, request
 from sqlalchemy.engine import Engine
 
+from app.ratelimit.throttle import Throttle
 from app.security import LinkSigner, Passwords, TokenPolicy
-from app.services.throttle import Throttle
 from app.storage import Storage
 
 
 def client_address() -> str:
     """The peer's address (the client's own behind TRUSTED_PROXIES), as the limits and the session list see it."""
     return (request.remote_addr or "unknown")[:45]
-
 
 
 def engine() -> Engine:

@@ -13,9 +13,9 @@ from typing import Protocol
 from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
-from app.models import RateCounter
+from app.db.models import RateCounter
 
-log = logging.getLogger("app.counters")
+log = logging.getLogger("app.ratelimit.counters")
 
 PURGE_EVERY = 60.0  # seconds between deletions of expired counters, per process
 REDIS_RETRY = 5.0  # seconds before Redis is tried again after it failed

@@ -1,0 +1,74 @@
+"""The database: declarative base and column types, the app's engines, the request's session on `g`.
+
+models (tables), engines (drivers and pools), reads (the hot raw-cursor reads), green_mysql (mysqlclient
+on the event loop)."""
+from datetime import datetime, timezone
+
+from flask import Flask, current_app, g
+from sqlalchemy import DateTime, MetaData, String
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from app.db.engines import make_engine, share_disconnects
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# MySQL's DATETIME drops fractions of a second unless asked; token rotation and "newest first" need them.
+UtcDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# Logins are normalised before storing; a binary collation keeps "josé@…" and "jose@…" two users on MySQL.
+Login = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime}
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form every time column stores."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def init_app(app: Flask) -> None:
+    url, pool_size, timeout = app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"], app.config["DB_CONNECT_TIMEOUT"]
+    read_timeout = app.config["DB_READ_TIMEOUT"]
+    engine = make_engine(url, pool_size, timeout, read_timeout=read_timeout)
+    app.extensions["engine"] = engine
+    # The bearer check, the abuse counters and read-only routes are single statements: in autocommit
+    # they need no BEGIN/ROLLBACK round trips, so they get a pool of their own.
+    if url.startswith("sqlite"):
+        app.extensions["autocommit_engine"] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        app.extensions["autocommit_engine"] = make_engine(url, pool_size, timeout, autocommit=True, read_timeout=read_timeout)
+        share_disconnects(engine, app.extensions["autocommit_engine"])
+    app.extensions["sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.teardown_appcontext(close_db)
+
+
+def after_fork(app: Flask) -> None:
+    """In a worker forked from a process that created the app: start with empty pools of its own.
+
+    Any connection the parent opened stays the parent's (close=False leaves it alone); this process
+    opens its own on first use.
+    """
+    for name in ("engine", "autocommit_engine"):
+        app.extensions[name].dispose(close=False)
+
+
+def get_db() -> Session:
+    """The request's session; opened on first use, closed at teardown."""
+    if "db" not in g:
+        g.db = current_app.extensions["sessionmaker"]()
+    return g.db
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
