@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from tests.support.api import bearer, sign_up
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -37,7 +38,6 @@ REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 JWT_TEST_SECRET = "test-secret-" + "x" * 40
-PASSWORD = "correct horse battery"
 
 # Cheap argon2 for the suite; production cost is measured in bench/.
 FAST_HASH = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8192, "ARGON2_PARALLELISM": 1}
@@ -272,16 +272,6 @@ def client(app):
     return app.test_client()
 
 
-def sign_up(client, login: str = "ann@example.com", password: str = PASSWORD, **kwargs) -> dict:
-    response = client.post("/signup", json={"id": login, "password": password}, **kwargs)
-    assert response.status_code == 201, response.json
-    return response.json["data"]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 def signed_in(client) -> dict[str, str]:
     """Authorization headers of a freshly signed-up user, ann@example.com."""
@@ -324,7 +314,7 @@ def start_gunicorn(env_overrides: dict[str, str], tmp_path: Path, port: int | No
         process.kill()
         raise RuntimeError(f"gunicorn did not start: {log_path.read_text()}")
     # The master listens before it forks its workers: tests that compare worker pids need them all.
-    from tests.faults import worker_pids  # tests.faults imports this module
+    from tests.support.faults import worker_pids  # tests.faults imports this module
 
     while len(worker_pids(process.pid)) < int(env["WEB_CONCURRENCY"]) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -6,13 +6,10 @@ import pytest
 import sqlalchemy as sa
 
 from app.db import utcnow
-from tests.conftest import PASSWORD, bearer, sign_up
+from tests.support.api import PASSWORD, bearer, sign_up
+from tests.support.api import error_code
 
 NEW_PASSWORD = "a new staple battery"
-
-
-def error_code(response) -> str:
-    return response.json["error"]["code"]
 
 
 def sid_of(tokens: dict) -> str:

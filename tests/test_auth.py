@@ -10,11 +10,9 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import JWT_TEST_SECRET, PASSWORD, bearer, sign_up
-
-
-def error_code(response) -> str:
-    return response.json["error"]["code"]
+from tests.conftest import JWT_TEST_SECRET
+from tests.support.api import PASSWORD, bearer, sign_up
+from tests.support.api import error_code
 
 
 def test_sign_up_returns_token_pair_and_cookie(client):

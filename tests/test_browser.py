@@ -31,7 +31,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.conftest import BACKENDS, PASSWORD, free_port
+from tests.conftest import BACKENDS, free_port
+from tests.support.api import PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_DIR = ROOT / "web"

@@ -15,7 +15,7 @@ import pytest
 
 from bench.slow_clients import Target, run
 from tests.conftest import stored_files
-from tests.faults import worker_pids
+from tests.support.faults import worker_pids
 
 SLOW_CLIENTS = 200
 

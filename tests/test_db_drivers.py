@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from app.db import engines as db
-from tests.conftest import MYSQL_TEST_URL, REQUIRE_MYSQL, bearer, sign_up
+from tests.conftest import MYSQL_TEST_URL, REQUIRE_MYSQL
+from tests.support.api import bearer, sign_up
 
 DRIVERS = {"pymysql": "pymysql", "mysqldb": "MySQLdb"}
 REQUIRED = {"pymysql": REQUIRE_MYSQL, "mysqldb": os.environ.get("REQUIRE_MYSQLCLIENT") == "1"}

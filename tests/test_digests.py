@@ -9,7 +9,8 @@ import os
 import pytest
 
 from tests.conftest import BACKEND_STORAGE, stored_files
-from tests.test_files import error_code, live_token, send, sha, uploaded
+from tests.support.api import error_code, sha, uploaded
+from tests.support.live import live_token, send
 
 pytestmark = pytest.mark.parametrize(("backend", "storage_kind"), BACKEND_STORAGE, indirect=["backend"])
 

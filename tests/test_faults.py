@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tests.conftest import BACKEND_STORAGE, STORAGES, stored_files
-from tests.faults import TcpProxy, wait_for, worker_pids
-from tests.test_files import get, live_token, multipart, send, sha
+from tests.support.faults import TcpProxy, wait_for, worker_pids
+from tests.support.api import sha
+from tests.support.live import get, live_token, multipart, send
 
 MIB = 1 << 20
 DB_TIMEOUT = 2  # DB_CONNECT_TIMEOUT and DB_READ_TIMEOUT of the servers below

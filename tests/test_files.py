@@ -4,49 +4,25 @@ import http.client
 import io
 import json
 import os
-import random
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import BACKEND_STORAGE, PASSWORD, bearer, sign_up, stored_files
+from tests.conftest import BACKEND_STORAGE, stored_files
+from tests.support.api import bearer, sign_up
+from tests.support.api import NOISE, PNG, error_code, sha, update, upload, uploaded
+from tests.support.live import get, live_token, multipart, send, send_refused
 
 KEY = re.compile(r"^[0-9a-f]{32}$")
-NOISE = random.Random(2026).randbytes(4096)  # bytes no content sniffer recognises
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def upload(client, headers, content: bytes, name: str = "notes.txt"):
-    return client.post("/file/upload", headers=headers, data={"file": (io.BytesIO(content), name)})
-
-
-def uploaded(client, headers, content: bytes, name: str = "notes.txt") -> dict:
-    response = upload(client, headers, content, name)
-    assert response.status_code == 201, response.json
-    return response.json["data"]
-
-
-def update(client, headers, file_id: int, content: bytes, name: str = "notes.txt"):
-    return client.put(f"/file/update/{file_id}", headers=headers, data={"file": (io.BytesIO(content), name)})
 
 
 # Every test here runs on each database with local disk, and on MySQL with S3.
 pytestmark = pytest.mark.parametrize(("backend", "storage_kind"), BACKEND_STORAGE, indirect=["backend"])
-
-
-def error_code(response) -> str:
-    return response.json["error"]["code"]
 
 
 # -- upload and metadata -----------------------------------------------------------------------
@@ -476,60 +452,6 @@ def test_delete_removes_row_and_bytes(app, client, signed_in):
 # -- through a real server ---------------------------------------------------------------------
 
 
-def live_token(server) -> str:
-    request = urllib.request.Request(
-        server.url + "/signup", data=json.dumps({"id": "live@example.com", "password": PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]["access_token"]
-
-
-def multipart(content: bytes, name: str) -> tuple[bytes, bytes, str]:
-    boundary = "b" + os.urandom(8).hex()
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
-    return head + content, f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def send(server, method: str, path: str, token: str, pieces, content_type: str, chunked: bool = False,
-         between=None, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """One request with the body sent piece by piece (`between` runs after the first piece)."""
-    connection = http.client.HTTPConnection(urlsplit(server.url).netloc, timeout=30)
-    connection.putrequest(method, path)
-    connection.putheader("Authorization", f"Bearer {token}")
-    connection.putheader("Content-Type", content_type)
-    if chunked:
-        connection.putheader("Transfer-Encoding", "chunked")
-    else:
-        connection.putheader("Content-Length", str(sum(len(p) for p in pieces)))
-    for name, value in (headers or {}).items():
-        connection.putheader(name, value)
-    connection.endheaders()
-    try:
-        for index, piece in enumerate(pieces):
-            connection.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
-            if index == 0 and between:
-                between()
-        if chunked:
-            connection.send(b"0\r\n\r\n")
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the server answered (a 413) and closed before taking the rest; its answer is still to be read
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
-    return response.status, dict(response.getheaders()), body
-
-
-def get(server, path: str, token: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    request = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {token}", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.getheaders()), response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-
-
 def test_streaming_chunked_upload_and_download_over_gunicorn(app, live_server):
     token = live_token(live_server)
     content = os.urandom(8 << 20)
@@ -544,18 +466,6 @@ def test_streaming_chunked_upload_and_download_over_gunicorn(app, live_server):
     status, headers, data = get(live_server, f"/file/download/{file_id}", token, {"Range": "bytes=4194304-"})
     assert status == 206 and data == content[4 << 20:]
     assert headers["Content-Range"] == f"bytes {4 << 20}-{len(content) - 1}/{len(content)}"
-
-
-def send_refused(*args, **kwargs) -> tuple[int, dict, bytes]:
-    """`send` for a body the server refuses part-way: when its close resets the connection before
-    the answer is read (a race in TCP itself, not in the service), send again."""
-    for attempt in range(3):
-        try:
-            return send(*args, **kwargs)
-        except (ConnectionResetError, http.client.RemoteDisconnected):
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 def test_oversize_chunked_upload_is_413_over_gunicorn(app, make_live_server):

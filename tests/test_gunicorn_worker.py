@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import ROOT
-from tests.faults import socket_inodes, tcp_inodes, worker_pids
+from tests.support.faults import socket_inodes, tcp_inodes, worker_pids
 
 
 def raw_get(server, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

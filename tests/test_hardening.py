@@ -11,7 +11,8 @@ import jwt
 import pytest
 
 from app import create_app
-from tests.conftest import JWT_TEST_SECRET, ROOT, app_config, bearer, sign_up
+from tests.conftest import JWT_TEST_SECRET, ROOT, app_config
+from tests.support.api import bearer, sign_up
 
 # -- the request log -----------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.db import utcnow
-from tests.conftest import PASSWORD, bearer, sign_up
-from tests.test_auth import error_code
+from tests.support.api import PASSWORD, bearer, sign_up
+from tests.support.api import error_code
 
 ANN = {"id": "ann@example.com", "password": PASSWORD}
 WRONG = {"id": "ann@example.com", "password": "not the password"}

@@ -13,8 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.security import LINK_FIELDS as TOKEN_FIELDS, LinkClaims, LinkSigner
-from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, PASSWORD, bearer, sign_up, stored_files
-from tests.test_files import NOISE, PNG, multipart, send, sha, update, uploaded
+from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, stored_files
+from tests.support.api import PASSWORD, bearer, sign_up
+from tests.support.api import NOISE, PNG, sha, update, uploaded
+from tests.support.live import multipart, send
+from tests.support.api import error_code
 
 # Every test runs on each database with local disk, and on MySQL with S3, unless it says otherwise.
 EVERY_STORAGE = pytest.mark.parametrize(("backend", "storage_kind"), BACKEND_STORAGE, indirect=["backend"])
@@ -33,10 +36,6 @@ def make_link(client, headers, file_id: int, **body) -> dict:
 
 def token_of(link: dict) -> str:
     return link["path"].rsplit("/", 1)[1]
-
-
-def error_code(response) -> str:
-    return response.json["error"]["code"]
 
 
 def assert_protected(response) -> None:

@@ -3,7 +3,8 @@ import io
 
 import pytest
 
-from tests.conftest import BACKEND_STORAGE, PASSWORD, stored_files
+from tests.conftest import BACKEND_STORAGE, stored_files
+from tests.support.api import PASSWORD
 
 pytestmark = pytest.mark.parametrize(("backend", "storage_kind"), BACKEND_STORAGE, indirect=["backend"])
 

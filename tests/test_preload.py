@@ -8,8 +8,8 @@ import urllib.request
 from sqlalchemy import text
 
 from app.db import after_fork
-from tests.conftest import PASSWORD
-from tests.faults import open_files, socket_inodes, tcp_inodes
+from tests.support.api import PASSWORD
+from tests.support.faults import open_files, socket_inodes, tcp_inodes
 
 MYSQL_PORT = 3306
 

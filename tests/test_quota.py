@@ -10,8 +10,10 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import BACKEND_STORAGE, S3_ONCE, bearer, sign_up, stored_files
-from tests.test_files import error_code, get, live_token, multipart, send, send_refused, update, upload, uploaded
+from tests.conftest import BACKEND_STORAGE, S3_ONCE, stored_files
+from tests.support.api import bearer, sign_up
+from tests.support.api import error_code, update, upload, uploaded
+from tests.support.live import get, live_token, multipart, send, send_refused
 
 KIB, MIB = 1 << 10, 1 << 20
 EVERY_STORAGE = pytest.mark.parametrize(("backend", "storage_kind"), BACKEND_STORAGE, indirect=["backend"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, bearer, sign_up
+from tests.support.api import PASSWORD, bearer, sign_up
 
 BURST = 30
 

@@ -3,13 +3,11 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import JWT_TEST_SECRET, PASSWORD, bearer, sign_up
+from tests.conftest import JWT_TEST_SECRET
+from tests.support.api import PASSWORD, bearer, sign_up
+from tests.support.api import error_code
 
 ROOT = "root@example.com"
-
-
-def error_code(response) -> str:
-    return response.json["error"]["code"]
 
 
 def create_superuser(app, *args: str, env: dict | None = None, input: str | None = None):

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from tests.conftest import PASSWORD
-from tests.faults import TcpProxy
-from tests.test_files import get, multipart, send, sha
+from tests.support.api import PASSWORD
+from tests.support.faults import TcpProxy
+from tests.support.api import sha
+from tests.support.live import get, multipart, send
 
 pytestmark = [
     pytest.mark.parametrize("backend", ["mysql"], indirect=True),

@@ -11,9 +11,11 @@ from app import create_app
 from app.storage import LocalStorage
 from app.storage.base import PIECE, write_behind
 from app.storage.s3 import S3Storage
-from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, S3_CREDENTIALS, S3_ONCE, bearer, sign_up, stored_files
-from tests.test_files import get, live_token, multipart, send, sha
-from tests.test_uploads import TUS, created, patch
+from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, S3_CREDENTIALS, S3_ONCE, stored_files
+from tests.support.api import bearer, sign_up
+from tests.support.api import sha
+from tests.support.live import get, live_token, multipart, send
+from tests.support.api import TUS, created, patch
 
 MIB = 1 << 20
 

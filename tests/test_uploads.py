@@ -1,8 +1,6 @@
 """Resumable uploads (tus 1.0.0, SPEC §8) through HTTP: SQLite and MySQL on local disk, MySQL on S3;
 tuspy, a dropped connection and two instances against real gunicorns."""
-import base64
 import hashlib
-import http.client
 import io
 import json
 import os
@@ -14,48 +12,19 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import BACKEND_STORAGE, PASSWORD, bearer, sign_up, stored_files
+from tests.conftest import BACKEND_STORAGE, stored_files
+from tests.support.api import bearer, sign_up
+from tests.support.api import CHUNK, PNG, TUS, b64, create, created, offset_of, patch, sha
+from tests.support.live import call, live_download, live_user
 
 pytestmark = pytest.mark.parametrize(("backend", "storage_kind"), BACKEND_STORAGE, indirect=["backend"])
 
-TUS = {"Tus-Resumable": "1.0.0"}
-CHUNK = {"Content-Type": "application/offset+octet-stream"}
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def b64(text: str | bytes) -> str:
-    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
 
 
 @pytest.fixture
 def tus(signed_in) -> dict[str, str]:
     return {**signed_in, **TUS}
-
-
-def create(client, headers, length: int, name: str | None = "notes.txt", **extra):
-    meta = {"Upload-Metadata": f"filename {b64(name)},filetype {b64('text/plain')}"} if name is not None else {}
-    return client.post("/file/uploads", headers={**headers, "Upload-Length": str(length), **meta, **extra})
-
-
-def created(client, headers, length: int, name: str | None = "notes.txt") -> str:
-    response = create(client, headers, length, name)
-    assert response.status_code == 201, response.json
-    return urlsplit(response.headers["Location"]).path
-
-
-def patch(client, headers, path: str, offset: int, data: bytes, **extra):
-    return client.patch(path, headers={**headers, **CHUNK, "Upload-Offset": str(offset), **extra}, data=data)
-
-
-def offset_of(client, headers, path: str) -> int:
-    response = client.head(path, headers=headers)
-    assert response.status_code == 200
-    return int(response.headers["Upload-Offset"])
 
 
 def user_row(app, login: str = "ann@example.com"):
@@ -506,30 +475,6 @@ def test_chunks_across_part_boundaries_and_a_refused_one_between(make_app):
 
 
 # -- against a real gunicorn ------------------------------------------------------------------------------------
-
-
-def call(server, method: str, path: str, headers: dict, body: bytes | None = None):
-    parts = urlsplit(server.url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        connection.request(method, path, body=body, headers=headers, encode_chunked="Transfer-Encoding" in headers)
-        response = connection.getresponse()
-        return response.status, dict(response.headers), response.read()
-    finally:
-        connection.close()
-
-
-def live_user(server) -> dict[str, str]:
-    status, _, body = call(server, "POST", "/signup", {"Content-Type": "application/json"},
-                           json.dumps({"id": "ann@example.com", "password": PASSWORD}).encode())
-    assert status == 201
-    return bearer(json.loads(body)["data"]["access_token"])
-
-
-def live_download(server, user, file_id) -> bytes:
-    status, _, body = call(server, "GET", f"/file/download/{file_id}", user)
-    assert status == 200
-    return body
 
 
 def test_tuspy_uploads_a_file_in_chunks(make_live_server):
