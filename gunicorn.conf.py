@@ -33,9 +33,10 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # GUNICORN_PRELOAD=true: the master builds the app once and the workers fork from it, sharing its pages;
 # gc.freeze() before each fork keeps those objects out of the workers' collections, which would otherwise
-# write to (and so copy) every page of them. Measured (bench/memory.py, PSS of the whole server): idle
-# 97 → 80 MiB, after uploads and /info load 193 → 149 MiB; the RSS sum hardly moves. Off by default: with it
-# on, /info under load fell to about half its throughput in 4 of 9 five-second wrk runs (never without it).
+# write to (and so copy) every page of them. Off by default: the app's modules are then imported before gevent
+# patches `threading` in the worker, so a lock they make at import is a thread lock that no greenlet may wait
+# on; without it, the master still imports the modules (when_ready) and the workers share those pages.
+# bench/README.md ("Memory") has the figures of both.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "false").strip().lower() in ("1", "true", "yes", "on")
 # No runtime control socket: several instances on one host would fight over its default path.
 control_socket_disable = True

@@ -8,9 +8,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from app.db import get_db, utcnow
+from app.db import utcnow
 from app.errors import ApiError
-from app.http.context import passwords, storage
+from app.http.context import get_db, passwords, storage
 from app.http.parsing import login_of
 from app.schemas.requests import check_password
 from app.services.account import make_superuser, purge, user_exists, user_id_of

@@ -12,6 +12,7 @@ from flask import Flask
 
 from app import cli, db, openapi, storage
 from app.http import middleware
+from app.http.context import close_db
 from app.http.handlers import register_error_handlers
 from app.ratelimit import counters
 from app.ratelimit.throttle import Limit, Throttle
@@ -31,6 +32,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     configure_logging(app)
     configure_security(app)
     db.init_app(app)
+    app.teardown_appcontext(close_db)
     app.extensions["storage"] = storage.from_config(app.config)
     middleware.install(app)
     configure_limits(app)

@@ -16,8 +16,8 @@ from typing import Any, Callable, Protocol, TypeVar
 
 T = TypeVar("T")
 
-# Threads for the calls above, per process: argon2 is the largest (19 MiB and ~30 ms each), and more of
-# them than cores only makes each one slower; uploads' chunks wait in the queue for a moment at worst.
+# Threads for the calls above, per process: argon2 is the largest (19 MiB and a few tens of ms each), and more
+# of them than cores only makes each one slower; uploads' chunks wait in the queue for a moment at worst.
 POOL_SIZE = 4
 # The pool's threads run at a lower priority (Linux: a thread's own nice value): when every core is busy
 # hashing passwords, the kernel still gives the event loops the CPU first, so the requests they serve are

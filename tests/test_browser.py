@@ -465,6 +465,15 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
     assert laptop.sessions()[0]["current"]
     laptop.error_free()
 
+    listed, report = upload_with_progress(laptop, tmp_path)
+    upload_several_and_page_through(laptop, report)
+    download_and_replace(laptop, listed, report, tmp_path)
+    phone = second_device_signed_out_by_the_first(laptop, browsers, page, login)
+    delete_and_log_out(laptop, phone, listed)
+
+
+def upload_with_progress(laptop: Browser, tmp_path: Path) -> tuple[dict, Path]:
+    """Upload 3 MB: the progress bar, driven by XHR upload events, reaches 100 %."""
     # upload 3 MB: the progress bar, driven by XHR upload events, reaches 100 %
     report_name = "отчёт 2026.pdf"
     report = tmp_path / "files" / report_name
@@ -485,6 +494,11 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
     assert laptop.el("#upload-progress").get_property("value") == 100
     laptop.error_free()
 
+    return listed, report
+
+
+def upload_several_and_page_through(laptop: Browser, report: Path) -> None:
+    report_name = report.name
     # several files at once; then pages of 5
     notes = {
         "notes.txt": b"Meeting notes\n",
@@ -517,6 +531,9 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
     laptop.choose("#page-size", "10")
     laptop.wait(lambda: len(laptop.files()) == 6, "6 files on one page again")
 
+
+def download_and_replace(laptop: Browser, listed: dict, report: Path, tmp_path: Path) -> None:
+    report_name, report_bytes = report.name, report.read_bytes()
     # download: the server's name (UTF-8, from Content-Disposition) and the same bytes
     saved = laptop.download(listed["id"])
     assert saved.name == report_name
@@ -540,6 +557,8 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
     assert saved.name == replaced["name"]
     assert saved.read_bytes() == new_bytes
 
+
+def second_device_signed_out_by_the_first(laptop: Browser, browsers, page: str, login: str) -> Browser:
     # a second device signs in; the first lists it and signs it out
     phone = browsers("phone")
     phone.open(page)
@@ -560,6 +579,10 @@ def test_full_flow_across_origins(api_server, web_origin, browsers, tmp_path):
     laptop.wait_status("Up to date.")
     laptop.error_free()
 
+    return phone
+
+
+def delete_and_log_out(laptop: Browser, phone: Browser, listed: dict) -> None:
     # delete, after the confirmation dialog
     laptop.click(f'#files tr[data-id="{listed["id"]}"] button.delete')
     laptop.wait(lambda: alert_open(laptop), "the delete confirmation")
@@ -652,55 +675,10 @@ def test_links_thumbnails_player_usage_and_a_phone_screen(make_api_server, web_o
     browser.wait(lambda: browser.js("return document.getElementById('usage').dataset.bytes") == str(total), "usage")
     assert browser.text("#usage-text").endswith("in 3 files · unlimited"), browser.text("#usage-text")
 
-    # (a) the picture's thumbnail is loaded from the API's origin through an inline link; other rows have none
-    row = f'#files tr[data-id="{rows["picture.png"]["id"]}"]'
-    thumb = browser.wait(lambda: browser.js(
-        "const i = document.querySelector(arguments[0]); return i && i.complete && i.naturalWidth > 0 && "
-        "{src: i.src, width: i.naturalWidth, height: i.naturalHeight}", f"{row} img.thumb"), "the thumbnail drawn")
-    assert (thumb["width"], thumb["height"]) == (64, 48)
-    assert link_path(thumb["src"]).startswith("/file/link/")
-    assert urllib.parse.urlsplit(thumb["src"]).netloc == urllib.parse.urlsplit(api).netloc
-    assert browser.js("return document.querySelectorAll('#files img.thumb').length") == 1
-
-    # (b) Download: a plain <a href=link download> (checked in Browser.download), the same bytes
-    saved = browser.download(rows["picture.png"]["id"])
-    assert saved.read_bytes() == picture.read_bytes()
-    browser.wait_status("Downloading picture.png")
-
-    # Open: the inline link in a new tab
-    before = set(browser.driver.window_handles)
-    browser.click(f"{row} button.open")
-    opened = browser.wait(lambda: set(browser.driver.window_handles) - before, "a new tab")
-    main = browser.driver.current_window_handle
-    browser.driver.switch_to.window(opened.pop())
-    browser.wait(lambda: link_path(browser.driver.current_url).startswith("/file/link/"), "the tab on the link")
-    browser.driver.close()
-    browser.driver.switch_to.window(main)
-
-    # Play: an <audio> element on an inline link reads the sound's metadata (ranges through the link)
-    song_row = f'#files tr[data-id="{rows["song.wav"]["id"]}"]'
-    browser.click(f"{song_row} button.play")
-    player = browser.wait(lambda: browser.js(
-        "const a = document.querySelector(arguments[0]); return a && a.readyState >= 1 && "
-        "{src: a.src, duration: a.duration}", f"{song_row} audio.player"), "the player's metadata")
-    assert link_path(player["src"]).startswith("/file/link/")
-    assert abs(player["duration"] - 1.0) < 0.05, player
-    assert browser.text(f"{song_row} button.play") == "Close player"
-
-    # Copy link: the link is shown with its expiry, and works without any token
-    notes_row = f'#files tr[data-id="{rows["notes.txt"]["id"]}"]'
-    browser.click(f"{notes_row} button.copy-link")
-    browser.wait(lambda: "link to notes.txt" in (browser.text("#status") or ""), "the link's status")
-    assert browser.shown("#share") and browser.text("#share-name") == "notes.txt"
-    shared = browser.el("#share-url").get_property("value")
-    assert link_path(shared).startswith("/file/link/")
-    expiry = browser.text("#share-expiry")
-    assert "until" in expiry and "(5 min)" in expiry, expiry
-    with urllib.request.urlopen(shared, timeout=10) as answer:
-        assert answer.read() == notes.read_bytes()
-        assert answer.headers["Content-Disposition"].startswith("attachment")
-    browser.error_free()
-
+    picture_row = thumbnail_from_the_api_origin(browser, api, rows["picture.png"]["id"])
+    download_and_open_in_a_tab(browser, rows["picture.png"]["id"], picture, picture_row)
+    play_through_a_link(browser, rows["song.wav"]["id"])
+    notes_row = copy_a_link_that_works_without_a_token(browser, rows["notes.txt"]["id"], notes)
     # (d) a 390 px phone screen: no sideways scrolling, every Delete button fully on screen and clickable
     browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
     try:
@@ -715,6 +693,66 @@ def test_links_thumbnails_player_usage_and_a_phone_screen(make_api_server, web_o
     finally:
         browser.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     assert_clean_console(browser)
+
+
+def thumbnail_from_the_api_origin(browser: Browser, api: str, file_id: int) -> str:
+    row = f'#files tr[data-id="{file_id}"]'
+    # (a) the picture's thumbnail is loaded from the API's origin through an inline link; other rows have none
+    thumb = browser.wait(lambda: browser.js(
+        "const i = document.querySelector(arguments[0]); return i && i.complete && i.naturalWidth > 0 && "
+        "{src: i.src, width: i.naturalWidth, height: i.naturalHeight}", f"{row} img.thumb"), "the thumbnail drawn")
+    assert (thumb["width"], thumb["height"]) == (64, 48)
+    assert link_path(thumb["src"]).startswith("/file/link/")
+    assert urllib.parse.urlsplit(thumb["src"]).netloc == urllib.parse.urlsplit(api).netloc
+    assert browser.js("return document.querySelectorAll('#files img.thumb').length") == 1
+
+    return row
+
+
+def download_and_open_in_a_tab(browser: Browser, file_id: int, picture: Path, row: str) -> None:
+    # (b) Download: a plain <a href=link download> (checked in Browser.download), the same bytes
+    saved = browser.download(file_id)
+    assert saved.read_bytes() == picture.read_bytes()
+    browser.wait_status("Downloading picture.png")
+
+    # Open: the inline link in a new tab
+    before = set(browser.driver.window_handles)
+    browser.click(f"{row} button.open")
+    opened = browser.wait(lambda: set(browser.driver.window_handles) - before, "a new tab")
+    main = browser.driver.current_window_handle
+    browser.driver.switch_to.window(opened.pop())
+    browser.wait(lambda: link_path(browser.driver.current_url).startswith("/file/link/"), "the tab on the link")
+    browser.driver.close()
+    browser.driver.switch_to.window(main)
+
+
+def play_through_a_link(browser: Browser, file_id: int) -> None:
+    # Play: an <audio> element on an inline link reads the sound's metadata (ranges through the link)
+    song_row = f'#files tr[data-id="{file_id}"]'
+    browser.click(f"{song_row} button.play")
+    player = browser.wait(lambda: browser.js(
+        "const a = document.querySelector(arguments[0]); return a && a.readyState >= 1 && "
+        "{src: a.src, duration: a.duration}", f"{song_row} audio.player"), "the player's metadata")
+    assert link_path(player["src"]).startswith("/file/link/")
+    assert abs(player["duration"] - 1.0) < 0.05, player
+    assert browser.text(f"{song_row} button.play") == "Close player"
+
+
+def copy_a_link_that_works_without_a_token(browser: Browser, file_id: int, notes: Path) -> str:
+    # Copy link: the link is shown with its expiry, and works without any token
+    notes_row = f'#files tr[data-id="{file_id}"]'
+    browser.click(f"{notes_row} button.copy-link")
+    browser.wait(lambda: "link to notes.txt" in (browser.text("#status") or ""), "the link's status")
+    assert browser.shown("#share") and browser.text("#share-name") == "notes.txt"
+    shared = browser.el("#share-url").get_property("value")
+    assert link_path(shared).startswith("/file/link/")
+    expiry = browser.text("#share-expiry")
+    assert "until" in expiry and "(5 min)" in expiry, expiry
+    with urllib.request.urlopen(shared, timeout=10) as answer:
+        assert answer.read() == notes.read_bytes()
+        assert answer.headers["Content-Disposition"].startswith("attachment")
+    browser.error_free()
+    return notes_row
 
 
 def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, browsers, tmp_path):
@@ -827,39 +865,15 @@ def test_resumable_upload_pauses_survives_a_lost_network_and_a_reload(make_api_s
     big = tmp_path / "raw footage.bin"
     big.write_bytes(os.urandom(20 * MIB))
 
-    def percent() -> int:
-        return int(browser.text("#upload-percent").split()[0])
-
     browser.el("#upload-file").send_keys(str(big))
     with browser.slow_upload(bytes_per_second=2 * MIB):
         browser.click("#upload")
-        browser.wait(lambda: browser.shown("#pause") and percent() >= 10, "10 % sent")
+        browser.wait(lambda: browser.shown("#pause") and percent(browser) >= 10, "10 % sent")
         assert browser.text("#upload-label") == "Uploading raw footage.bin"
 
-        # pause: nothing moves until Resume
-        browser.click("#pause")
-        browser.wait_status("Paused at")
-        assert browser.shown("#resume") and not browser.shown("#pause")
-        paused_at = percent()
-        time.sleep(1.5)
-        assert percent() == paused_at
-        browser.click("#resume")
-        browser.wait(lambda: percent() > paused_at + 5, "progress after Resume")
+        pause_and_resume(browser)
 
-        # the network goes away: the page says so; when it is back the upload goes on by itself
-        browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
-        message = browser.wait_error()
-        assert "interrupted" in message, message
-        assert browser.shown("#resume")
-        browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 2 * MIB})
-        browser.wait(lambda: browser.shown("#pause"), "the upload running again")
-        browser.wait_status("Resumed raw footage.bin.")
-        assert browser.text("#upload-label") == "Uploading raw footage.bin"
-        browser.wait(lambda: percent() >= 50, "half of the file sent")
-        assert browser.count_requests("/signin/new_token") >= 1  # the token expired meanwhile
-        assert browser.count_requests("/file/uploads") == 1  # created once
+        lose_the_network_and_get_it_back(browser)
 
         # a reload in the middle of a chunk; signed in again, the same file continues where the server is
         browser.open(page)
@@ -883,11 +897,49 @@ def test_resumable_upload_pauses_survives_a_lost_network_and_a_reload(make_api_s
     assert file_object(api, login, listed["id"])["sha256"] == expected
     browser.error_free()
 
+    cancel_an_upload(browser, big)
+    assert_clean_console(browser, expected=(r"ERR_INTERNET_DISCONNECTED",))
+
+
+def percent(browser: Browser) -> int:
+    return int(browser.text("#upload-percent").split()[0])
+
+
+def pause_and_resume(browser: Browser) -> None:
+    # pause: nothing moves until Resume
+    browser.click("#pause")
+    browser.wait_status("Paused at")
+    assert browser.shown("#resume") and not browser.shown("#pause")
+    paused_at = percent(browser)
+    time.sleep(1.5)
+    assert percent(browser) == paused_at
+    browser.click("#resume")
+    browser.wait(lambda: percent(browser) > paused_at + 5, "progress after Resume")
+
+
+def lose_the_network_and_get_it_back(browser: Browser) -> None:
+    # the network goes away: the page says so; when it is back the upload goes on by itself
+    browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    message = browser.wait_error()
+    assert "interrupted" in message, message
+    assert browser.shown("#resume")
+    browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 2 * MIB})
+    browser.wait(lambda: browser.shown("#pause"), "the upload running again")
+    browser.wait_status("Resumed raw footage.bin.")
+    assert browser.text("#upload-label") == "Uploading raw footage.bin"
+    browser.wait(lambda: percent(browser) >= 50, "half of the file sent")
+    assert browser.count_requests("/signin/new_token") >= 1  # the token expired meanwhile
+    assert browser.count_requests("/file/uploads") == 1  # created once
+
+
+def cancel_an_upload(browser: Browser, big: Path) -> None:
     # Cancel: the partial upload is dropped, nothing is stored, and nothing is left to resume
     browser.el("#upload-file").send_keys(str(big))
     with browser.slow_upload(bytes_per_second=2 * MIB):
         browser.click("#upload")
-        browser.wait(lambda: browser.shown("#pause") and percent() >= 5, "the second upload under way")
+        browser.wait(lambda: browser.shown("#pause") and percent(browser) >= 5, "the second upload under way")
         browser.click("#cancel")
         assert "cancelled" in browser.wait_error()
     assert browser.text("#upload-label") == "Not uploaded: raw footage.bin"
@@ -899,7 +951,6 @@ def test_resumable_upload_pauses_survives_a_lost_network_and_a_reload(make_api_s
     browser.wait_status("Up to date.")
     assert [f["name"] for f in browser.files()] == ["raw footage.bin"]
     assert not browser.shown("#unfinished")
-    assert_clean_console(browser, expected=(r"ERR_INTERNET_DISCONNECTED",))
 
 
 def file_object(api: str, login: str, file_id: str) -> dict:

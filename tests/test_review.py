@@ -154,7 +154,7 @@ def test_a_file_link_token_reveals_neither_the_session_nor_the_storage_key(app, 
     raw = base64.urlsafe_b64decode(token)
     with app.app_context():
         from app.db.models import DeviceSession, File
-        from app.db import get_db
+        from app.http.context import get_db
 
         key = get_db().get(File, file_id).storage_key
         sids = [s.id for s in get_db().query(DeviceSession).all()]

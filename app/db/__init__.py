@@ -1,15 +1,20 @@
-"""The database: declarative base and column types, the app's engines, the request's session on `g`.
+"""The database: declarative base and column types, the app's engines and session factory (no Flask here:
+the request's session is app.http.context.get_db).
 
 models (tables), engines (drivers and pools), reads (the hot raw-cursor reads), green_mysql (mysqlclient
 on the event loop)."""
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from flask import Flask, current_app, g
 from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.db.engines import make_engine, share_disconnects
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -22,7 +27,7 @@ NAMING_CONVENTION = {
 # MySQL's DATETIME drops fractions of a second unless asked; token rotation and "newest first" need them.
 UtcDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 # Logins are normalised before storing; a binary collation keeps "josé@…" and "jose@…" two users on MySQL.
-Login = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
+LoginColumn = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -35,7 +40,7 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: "Flask") -> None:
     url, pool_size, timeout = app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"], app.config["DB_CONNECT_TIMEOUT"]
     read_timeout = app.config["DB_READ_TIMEOUT"]
     engine = make_engine(url, pool_size, timeout, read_timeout=read_timeout)
@@ -47,11 +52,13 @@ def init_app(app: Flask) -> None:
     else:
         app.extensions["autocommit_engine"] = make_engine(url, pool_size, timeout, autocommit=True, read_timeout=read_timeout)
         share_disconnects(engine, app.extensions["autocommit_engine"])
-    app.extensions["sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
-    app.teardown_appcontext(close_db)
+    # A session carries the autocommit engine along (`autocommit(db)`): the services that run single statements
+    # outside its transaction find it there, so no route picks an engine.
+    app.extensions["sessionmaker"] = sessionmaker(
+        engine, expire_on_commit=False, info={"autocommit": app.extensions["autocommit_engine"]})
 
 
-def after_fork(app: Flask) -> None:
+def after_fork(app: "Flask") -> None:
     """In a worker forked from a process that created the app: start with empty pools of its own.
 
     Any connection the parent opened stays the parent's (close=False leaves it alone); this process
@@ -61,14 +68,7 @@ def after_fork(app: Flask) -> None:
         app.extensions[name].dispose(close=False)
 
 
-def get_db() -> Session:
-    """The request's session; opened on first use, closed at teardown."""
-    if "db" not in g:
-        g.db = current_app.extensions["sessionmaker"]()
-    return g.db
-
-
-def close_db(_exc: BaseException | None = None) -> None:
-    db = g.pop("db", None)
-    if db is not None:
-        db.close()
+def autocommit(db: Session) -> Engine:
+    """The app's autocommit engine, for single statements that need no transaction (the hot reads of
+    app.db.reads, the session's last-used time): no BEGIN/ROLLBACK round trips."""
+    return db.info["autocommit"]

@@ -4,7 +4,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, ColumnElement, ForeignKey, Index, Integer, String, and_, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, Login, utcnow
+from app.db import Base, LoginColumn, utcnow
 
 ID_MAX = 2**31 - 1  # the range of an INTEGER id column on MySQL and SQLite alike
 
@@ -12,7 +12,7 @@ ID_MAX = 2**31 - 1  # the range of an INTEGER id column on MySQL and SQLite alik
 class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
-    login: Mapped[str] = mapped_column(Login, unique=True)
+    login: Mapped[str] = mapped_column(LoginColumn, unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -1,7 +1,7 @@
 """The hot reads: SELECTs compiled once per database and run on a pooled DBAPI cursor (Read).
 
-The bearer check and a page of files run one on every request; the services that own them choose the
-engine, never the routes.
+The bearer check and a page of files run one on every request, on the autocommit engine the request's
+session carries.
 """
 import time
 import weakref
@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from app.db.engines import RETRY_WITHIN, server_lost
 
@@ -30,8 +31,8 @@ class Read:
     """A SELECT compiled once per database and run on a pooled DBAPI cursor, answering named tuples.
 
     For the reads made on every request (the bearer check, a page of files): SQLAlchemy's execution layer
-    (connection, context, result objects) costs as much CPU as the driver's whole round trip. Measured on
-    the session lookup: 110 → 60 µs with mysqlclient, 155 → 110 µs with PyMySQL. What the column types do
+    (connection, context, result objects) costs as much CPU as the driver's whole round trip (bench/README.md,
+    "The per-request reads on the driver's own cursor"). What the column types do
     still happens (SQLite keeps times as text); a driver error is raised as SQLAlchemy's own, and a lost
     connection empties the pools as a failed Core statement does. Only for autocommit engines: nothing
     here begins or ends a transaction.
@@ -42,11 +43,13 @@ class Read:
         self.row = namedtuple("Row", [column.key for column in statement.selected_columns])  # type: ignore[misc]
         self._plans: "weakref.WeakKeyDictionary[Dialect, _Plan]" = weakref.WeakKeyDictionary()
 
-    def first(self, engine: Engine, params: Mapping[str, Any]) -> Any | None:
-        rows = self.all(engine, params)
+    def first(self, db: Session, params: Mapping[str, Any]) -> Any | None:
+        rows = self.all(db, params)
         return rows[0] if rows else None
 
-    def all(self, engine: Engine, params: Mapping[str, Any]) -> list[Any]:
+    def all(self, db: Session, params: Mapping[str, Any]) -> list[Any]:
+        """The rows, read on the session's autocommit engine (outside its transaction)."""
+        engine = db.info["autocommit"]
         started = time.monotonic()
         try:
             return self._all(engine, params)

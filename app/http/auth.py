@@ -8,11 +8,11 @@ from flask import current_app, g, request
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.db import get_db, utcnow
+from app.db import autocommit, utcnow
 from app.db.models import DeviceSession, Role, User, UserRole
 from app.db.reads import Read
 from app.errors import Forbidden, InvalidToken, MissingToken
-from app.http.context import autocommit_engine, tokens
+from app.http.context import get_db, tokens
 
 # Built once: composing a statement costs more than running it over a warm connection.
 # One primary-key lookup (plus the user's row) on a plain cursor, no ORM objects; a row only for a live session.
@@ -78,12 +78,13 @@ def authenticate() -> None:
         raise MissingToken()
     claims = tokens().decode_access(token)
     now = utcnow()
-    row = SESSION_LOOKUP.first(autocommit_engine(), {"sid": claims["sid"], "now": now})
+    db = get_db()
+    row = SESSION_LOOKUP.first(db, {"sid": claims["sid"], "now": now})
     if row is None or str(row.user_id) != claims["sub"]:
         raise InvalidToken("the session of this token has been signed out")
     # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
     if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
-        with autocommit_engine().connect() as connection:
+        with autocommit(db).connect() as connection:
             connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
     g.caller = Caller(row.user_id, claims["sid"], row.login, row.file_count, row.bytes_used, row.bytes_reserved,
                       row.quota_bytes)

@@ -1,6 +1,6 @@
 """Typed accessors for what create_app puts in `app.extensions`, and the caller's address."""
-from flask import current_app, request
-from sqlalchemy.engine import Engine
+from flask import current_app, g, request
+from sqlalchemy.orm import Session
 
 from app.ratelimit.throttle import Throttle
 from app.security import LinkSigner, Passwords, TokenPolicy
@@ -10,15 +10,6 @@ from app.storage import Storage
 def client_address() -> str:
     """The peer's address (the client's own behind TRUSTED_PROXIES), as the limits and the session list see it."""
     return (request.remote_addr or "unknown")[:45]
-
-
-def engine() -> Engine:
-    return current_app.extensions["engine"]
-
-
-def autocommit_engine() -> Engine:
-    """Autocommit: single statements (the bearer check, counters, read-only pages) without BEGIN/ROLLBACK."""
-    return current_app.extensions["autocommit_engine"]
 
 
 def storage() -> Storage:
@@ -39,3 +30,16 @@ def passwords() -> Passwords:
 
 def throttle() -> Throttle:
     return current_app.extensions["throttle"]
+
+
+def get_db() -> Session:
+    """The request's session; opened on first use, closed at teardown."""
+    if "db" not in g:
+        g.db = current_app.extensions["sessionmaker"]()
+    return g.db
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()

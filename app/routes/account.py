@@ -1,11 +1,11 @@
 """The caller's own account: devices, sign-in history, change of login or password."""
 from flask import Blueprint, current_app
 
-from app.db import get_db, utcnow
+from app.db import utcnow
 from app.db.models import DeviceSession
 from app.errors import Forbidden, RateLimited, UserExists, ValidationError
 from app.http.auth import caller, token_required
-from app.http.context import passwords, throttle
+from app.http.context import get_db, passwords, throttle
 from app.http.parsing import body, page_params, parse
 from app.http.responses import clear_refresh_cookie, ok
 from app.openapi.fragments import PAGE_PARAMETERS

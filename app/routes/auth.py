@@ -1,10 +1,10 @@
 """Sign-up, sign-in, token refresh, sign-out."""
 from flask import Blueprint, Response, request
 
-from app.db import get_db, utcnow
+from app.db import utcnow
 from app.errors import InvalidCredentials, InvalidRefreshToken, RateLimited, UserExists, ValidationError
 from app.http.auth import bearer_token, caller, token_required
-from app.http.context import client_address, passwords, throttle, tokens
+from app.http.context import client_address, get_db, passwords, throttle, tokens
 from app.http.parsing import body, parse
 from app.http.responses import REFRESH_COOKIE, clear_refresh_cookie, ok, set_refresh_cookie
 from app.openapi.operation import link, operation

@@ -3,12 +3,12 @@ import re
 
 from flask import Blueprint, current_app, request
 
-from app.db import get_db, utcnow
+from app.db import utcnow
 from app.errors import (
     Conflict, FileTooLarge, InsufficientStorage, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable, ValidationError
 )
 from app.http.auth import caller, token_required
-from app.http.context import autocommit_engine, storage
+from app.http.context import get_db, storage
 from app.http.downloads import download_response, wanted_range
 from app.http.multipart import FilePart, boundary_of, open_file_part
 from app.http.parsing import page_params
@@ -50,7 +50,7 @@ def upload():
 def listing():
     page, list_size = page_params()
     total = caller().file_count  # read with the session, in the bearer check
-    items = list_files(autocommit_engine(), owner_id=caller().user_id, total=total, page=page, list_size=list_size)
+    items = list_files(get_db(), owner_id=caller().user_id, total=total, page=page, list_size=list_size)
     return ok(shapes.FilePage.of([shapes.File.of(item) for item in items], page, list_size, total))
 
 

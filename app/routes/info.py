@@ -2,9 +2,10 @@
 from flask import Blueprint
 from sqlalchemy import text
 
+from app.db import autocommit
 from app.errors import ServiceUnavailable
 from app.http.auth import caller, token_required
-from app.http.context import engine, storage
+from app.http.context import get_db, storage
 from app.http.responses import ok
 from app.openapi.operation import link, operation
 from app.schemas import responses as shapes
@@ -31,7 +32,7 @@ def ping():
 @operation("health", "service", "Readiness: the database and the file storage answer", returns=shapes.Health)
 def health():
     try:
-        with engine().connect() as connection:
+        with autocommit(get_db()).connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as e:  # any failure to reach the database means "not healthy"
         raise ServiceUnavailable(f"database unreachable: {type(e).__name__}") from None

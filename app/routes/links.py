@@ -2,10 +2,10 @@
 
 from flask import Blueprint, Response, g, request, url_for
 
-from app.db import get_db, utcnow
+from app.db import utcnow
 from app.errors import LinkExpired, PreconditionFailed, RangeNotSatisfiable
 from app.http.auth import caller, token_required
-from app.http.context import autocommit_engine, link_signer, storage
+from app.http.context import get_db, link_signer, storage
 from app.http.downloads import download_response, wanted_range
 from app.http.parsing import body, parse
 from app.http.responses import ok
@@ -54,8 +54,7 @@ def create(file_id: int):
 )
 def fetch(token: str):
     wanted = wanted_range()
-    with autocommit_engine().connect() as connection:
-        got = open_linked_file(connection, storage(), link_signer(), token=token, wanted=wanted, now=utcnow())
+    got = open_linked_file(get_db(), storage(), link_signer(), token=token, wanted=wanted, now=utcnow())
     try:
         # Browsers' PDF viewers refuse to render under a sandbox; the exact type and nosniff keep it a PDF.
         g.link_unsandboxed = got.disposition == "inline" and got.download.record.mime_type == "application/pdf"

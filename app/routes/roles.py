@@ -3,10 +3,11 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from app.db import get_db, utcnow
+from app.db import utcnow
 from app.db.models import Role
 from app.errors import Forbidden, RoleExists, ValidationError
 from app.http.auth import caller, has_permission, require_permission, token_required
+from app.http.context import get_db
 from app.http.parsing import body, login_of, parse
 from app.http.responses import ok
 from app.openapi.operation import link, operation

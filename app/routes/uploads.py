@@ -8,14 +8,14 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
 
-from app.db import get_db, utcnow
+from app.db import utcnow
 from app.db.models import Upload
 from app.errors import (
     ChecksumMismatch, Conflict, InsufficientStorage, PreconditionFailed, QuotaExceeded, RateLimited,
     UnsupportedMediaType, ValidationError
 )
 from app.http.auth import authenticate, caller, token_required
-from app.http.context import storage
+from app.http.context import get_db, storage
 from app.http.responses import ok
 from app.http.tus import CHECKSUM_ALGORITHMS, CHUNK_TYPE, EXTENSIONS, TUS_VERSION, tus_request
 from app.openapi.fragments import header, header_parameter
@@ -252,7 +252,12 @@ def integer_header(name: str, required: bool = False) -> int | None:
     value = value.strip()
     if not INTEGER.match(value):
         raise ValidationError.field(name, "must be a non-negative integer")
-    return int(value) if len(value) < 19 else min(HUGE, int(value.lstrip("0") or "0") if len(value) < 4000 else HUGE)
+    digits = value.lstrip("0") or "0"
+    # More digits than HUGE has is more than any upload: compared as HUGE, without converting (a header may
+    # carry thousands of digits, and int() of those is slow and refused past sys.get_int_max_str_digits()).
+    if len(digits) > len(str(HUGE)):
+        return HUGE
+    return min(HUGE, int(digits))
 
 
 def has_body() -> bool:

@@ -15,7 +15,6 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import magic
 from sqlalchemy import Integer, Select, bindparam, delete, select, update
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -129,8 +128,8 @@ def _near_page_query(order: tuple) -> Select:
             .limit(bindparam("limit", type_=Integer)).offset(bindparam("skip", type_=Integer)))
 
 
-# Up to this many skipped entries the plain read wins: MariaDB spends about half the CPU on it (50 against
-# 93 µs for page 1, bench/README.md); past it, reading whole rows only to skip them costs more than the join.
+# Up to this many skipped entries the plain read wins (MariaDB does about half the work for it; bench/README.md);
+# past it, reading whole rows only to skip them costs more than the join.
 NEAR_SKIP = 100
 # Built once: composing these costs more than running them over a warm connection. Keyed by (from the newest
 # end, near): the far pages are read with the deferred join.
@@ -140,8 +139,8 @@ PAGE_QUERIES = {
 }
 
 
-def list_files(engine: Engine, *, owner_id: int, total: int, page: int, list_size: int) -> list[Any]:
-    """One page of the owner's files, newest first, as named tuples: one statement on an autocommit engine.
+def list_files(db: Session, *, owner_id: int, total: int, page: int, list_size: int) -> list[Any]:
+    """One page of the owner's files, newest first, as named tuples: one statement outside any transaction.
 
     `total` is the owner's counter (kept in the same transactions as the rows, not a count(*) scan);
     it only picks the cheaper end of the index to read from, and the cheaper statement.
@@ -154,7 +153,7 @@ def list_files(engine: Engine, *, owner_id: int, total: int, page: int, list_siz
     from_newest = offset <= total // 2
     skip = offset if from_newest else total - offset - limit
     near = skip < NEAR_SKIP
-    rows = PAGE_QUERIES[from_newest, near].all(engine, {"owner_id": owner_id, "limit": limit, "skip": skip})
+    rows = PAGE_QUERIES[from_newest, near].all(db, {"owner_id": owner_id, "limit": limit, "skip": skip})
     return rows if from_newest or not near else rows[::-1]  # the plain read from the oldest end comes oldest first
 
 

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from app.db import autocommit
 from app.db.models import ID_MAX, DeviceSession, File
 from app.errors import LinkExpired, NotFound, ServiceUnavailable
 from app.security import LinkClaims, LinkSigner
@@ -80,7 +80,7 @@ class LinkedDownload:
 
 
 def open_linked_file(
-    connection: Connection, storage: Storage, signer: LinkSigner, *, token: str, wanted: WantedRange | None,
+    db: Session, storage: Storage, signer: LinkSigner, *, token: str, wanted: WantedRange | None,
     now: datetime,
 ) -> LinkedDownload:
     """The file a link names, opened, after one query: 404 for a token that is not ours or no longer valid,
@@ -92,7 +92,8 @@ def open_linked_file(
         raise NotFound("this file link is not valid")
     parameters = {"file_id": claims.file_id, "key": claims.storage_key, "sid": claims.session_id, "now": now}
     for _ in range(RETRIES):
-        row = connection.execute(LINKED_FILE, parameters).first()
+        with autocommit(db).connect() as connection:  # one statement: no transaction to begin and end
+            row = connection.execute(LINKED_FILE, parameters).first()
         if row is None:
             raise NotFound("this file link is no longer valid")
         part = wanted.bounds(row.size) if wanted is not None and wanted.applies(row) else None

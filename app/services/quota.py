@@ -143,14 +143,6 @@ def settle(db: Session, *, owner_id: int, amount: int) -> None:
     _grow(db, owner_id=owner_id, default_quota=0, files=1, bytes_reserved=-amount, bytes_used=amount)
 
 
-def remaining(db: Session, *, owner_id: int, default_quota: int) -> int | None:
-    """Bytes the user may still add, or None if unlimited: a cap for a body whose size is not announced."""
-    standing = room(db, owner_id=owner_id, default_quota=default_quota)
-    if standing.quota is None:
-        return None
-    return max(0, standing.quota - standing.used - standing.reserved)
-
-
 @dataclass(frozen=True)
 class Miscount:
     """A user whose counters disagree with their files."""

@@ -148,9 +148,9 @@ class WriteBack:
     as soon as they are written, so the fsync before the commit waits for the last few MiB, not the whole file.
 
     posix_fadvise(POSIX_FADV_DONTNEED) on Linux starts writing dirty pages back without waiting for it, and
-    drops the pages already clean: an upload does not push other files out of the page cache. 200 MiB with
-    curl -F, interleaved on the same disk, medians of 7: 0.415 → 0.330 s. Where there is no posix_fadvise
-    (macOS), the fsync does all of it, as before.
+    drops the pages already clean: an upload does not push other files out of the page cache (the gain is in
+    bench/README.md, "Writeback while an upload arrives"). Where there is no posix_fadvise (macOS), the fsync
+    does all of it.
     """
 
     def __init__(self, out: BinaryIO, digest: "hashlib._Hash | None" = None, start: int = 0):
