@@ -6,6 +6,7 @@ connection the kernel had already queued on it is reset: a graceful reload dropp
 master makes one socket per slot and keeps it open; a worker takes its slot's socket, and the worker that
 replaces it (a reload, a restart after a crash) takes the same one, with whatever waits on it.
 """
+import logging
 from collections import Counter
 from typing import Any, Iterable
 
@@ -20,7 +21,18 @@ def make_slots(cfg, log) -> None:
     """In the master, once: a set of listening sockets per worker, and gunicorn told to use them."""
     if not SLOTS:
         SLOTS.extend(_make_sockets(cfg, log) for _ in range(max(1, cfg.workers)))
+        log.error_log.addFilter(_name_the_addresses)
     gunicorn_sock.create_sockets = slot_sockets
+
+
+def _name_the_addresses(record: logging.LogRecord) -> bool:
+    """gunicorn's "Listening at:" line names the master's own sockets, of which it has none here: it names
+    the slots' address instead, e.g. `Listening at: http://127.0.0.1:3000 (2 sockets, one per worker)`."""
+    if record.msg == "Listening at: %s (%s)" and isinstance(record.args, tuple) and record.args[0] == "" and SLOTS:
+        addresses = ",".join(sorted({str(listener) for listener in SLOTS[0]}))
+        record.msg = "Listening at: %s (%d sockets, one per worker; master %s)"
+        record.args = (addresses, len(SLOTS), record.args[1])
+    return True
 
 
 def choose_slot(workers: Iterable[Any], worker: Any) -> None:
