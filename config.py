@@ -75,6 +75,20 @@ class Config:
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "")
     RATELIMIT_STORAGE_TIMEOUT = float(os.environ.get("RATELIMIT_STORAGE_TIMEOUT", "1"))
 
+    # outgoing messages (SPEC §10)
+    # smtp://user:pass@host:port (STARTTLS when offered), smtps://… (TLS), or log: the server log and instance/mail/
+    MAIL_URL = os.environ.get("MAIL_URL", "log")
+    MAIL_FROM = os.environ.get("MAIL_FROM", "no-reply@localhost")
+    MAIL_CA_FILE = os.environ.get("MAIL_CA_FILE", "")  # CA bundle the SMTP server's certificate is checked against
+    MAIL_TIMEOUT = float(os.environ.get("MAIL_TIMEOUT", "10"))  # each delivery attempt; never the request's wait
+    MAIL_RETRIES = int(os.environ.get("MAIL_RETRIES", "3"))  # attempts after the first, 2, 8, 32 s apart
+    SMS_URL = os.environ.get("SMS_URL", "log")  # log, or an https:// webhook receiving {"to", "text"} as JSON
+    PUBLIC_URL = os.environ.get("PUBLIC_URL", "").rstrip("/")  # where links in messages point; "" → the request's origin
+    RESET_TOKEN_TTL = int(os.environ.get("RESET_TOKEN_TTL", "900"))
+    VERIFY_TOKEN_TTL = int(os.environ.get("VERIFY_TOKEN_TTL", "86400"))
+    RATELIMIT_MAIL = os.environ.get("RATELIMIT_MAIL", "5 per hour")  # per login and per address
+    REQUIRE_VERIFIED = as_bool(os.environ.get("REQUIRE_VERIFIED"))  # file routes refuse unverified users (403)
+
     # files
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(BASE_DIR / "uploads"))
     STORAGE_URL = os.environ.get("STORAGE_URL", "")  # "" → UPLOAD_DIR; file:///path; s3://bucket/prefix

@@ -13,7 +13,8 @@ from app.errors import ApiError
 from app.http.context import get_db, passwords, storage
 from app.http.parsing import login_of
 from app.schemas.requests import check_password
-from app.services.account import make_superuser, purge, user_exists, user_id_of
+from app.services.account import erase_user, make_superuser, purge, user_exists, user_id_of
+from app.services.admin import find_users, set_disabled, user_by_login
 from app.services.files import check_storage
 from app.services.quota import set_quota, usage
 from app.services.uploads import check_uploads
@@ -24,6 +25,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(purge_sessions)
     app.cli.add_command(storage_check)
     app.cli.add_command(set_quota_command)
+    app.cli.add_command(users)
 
 
 @click.command("create-superuser")
@@ -183,3 +185,75 @@ def set_quota_command(login: str, size: int | None, unlimited: bool, default: bo
     limit = "unlimited" if now.quota is None else f"{now.quota} bytes"
     source = " (QUOTA_BYTES)" if default else ""
     click.echo(f"{login}: quota {limit}{source}; {now.bytes} bytes in {now.files} file{'' if now.files == 1 else 's'}")
+
+
+@click.group("users")
+def users() -> None:
+    """Find, disable, enable and delete users (the console side of /admin/users)."""
+
+
+@users.command("list")
+@click.option("--q", "query", default="", help="Only logins that contain this (any case).")
+@click.option("--page", type=click.IntRange(min=1), default=1)
+@with_appcontext
+def users_list(query: str, page: int) -> None:
+    found, total = find_users(get_db(), q=query.strip().lower(), page=page, list_size=LIST_SIZE)
+    for user in found:
+        flags = ", ".join(name for name, on in (("verified", user.verified), ("disabled", user.disabled),
+                                                 ("superuser", user.is_superuser)) if on)
+        click.echo(f"{user.login}\t{user.created_at:%Y-%m-%d}\t{user.file_count} files\t{user.bytes_used} bytes"
+                   + (f"\t{flags}" if flags else ""))
+    pages = (total + LIST_SIZE - 1) // LIST_SIZE
+    click.echo(f"{total} user{'' if total == 1 else 's'}" + (f", page {page} of {pages}" if pages > 1 else ""))
+
+
+@users.command("disable")
+@click.argument("login")
+@with_appcontext
+def users_disable(login: str) -> None:
+    """Sign the user out everywhere and refuse them until enabled."""
+    detail = _changed(lambda: set_disabled(get_db(), login=_console_login(login), disabled=True, now=utcnow()))
+    click.echo(f"{detail.user.login} disabled; every session signed out")
+
+
+@users.command("enable")
+@click.argument("login")
+@with_appcontext
+def users_enable(login: str) -> None:
+    detail = _changed(lambda: set_disabled(get_db(), login=_console_login(login), disabled=False, now=utcnow()))
+    click.echo(f"{detail.user.login} enabled")
+
+
+@users.command("delete")
+@click.argument("login")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def users_delete(login: str, yes: bool) -> None:
+    """Delete the user with every row and file of theirs; final."""
+    login = _console_login(login)
+    db = get_db()
+    try:
+        user = user_by_login(db, login)
+    except ApiError as e:
+        raise click.ClickException(e.message) from None
+    if not yes:
+        click.confirm(f"Delete {login} with {user.file_count} files, for good?", abort=True)
+    erase_user(db, storage(), user_id=user.id)
+    click.echo(f"{login} deleted")
+
+
+LIST_SIZE = 50
+
+
+def _changed(change: Any) -> Any:
+    try:
+        return change()
+    except ApiError as e:
+        raise click.ClickException(e.message) from None
+
+
+def _console_login(raw: str) -> str:
+    try:
+        return login_of(raw)
+    except ApiError as e:
+        raise click.BadParameter(e.message, param_hint="'LOGIN'") from None

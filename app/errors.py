@@ -85,6 +85,17 @@ class Forbidden(ApiError):
     description = "authenticated, but lacking the permission (or a wrong `current_password`)"
 
 
+class InvalidCode(ApiError):
+    status, code, message = 401, "invalid_code", "the code or token is wrong, expired or already used"
+    description = ("a wrong, expired or already-used one-time code, reset token or verification token; after 5 "
+                   "wrong tries a code stays refused until a new one is asked for")
+
+
+class AccountDisabled(ApiError):
+    status, code, message = 403, "account_disabled", "this account has been disabled by an administrator"
+    description = "sign-in, refresh or any request of a user an administrator disabled"
+
+
 class NotFound(ApiError):
     status, code, message = 404, "not_found", "not found"
     description = ("unknown route; a file, session, role or user that does not exist or is not the caller's; "

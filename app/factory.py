@@ -14,9 +14,11 @@ from app import cli, db, openapi, storage
 from app.http import middleware
 from app.http.context import close_db
 from app.http.handlers import register_error_handlers
+from app.messages import Outbox
 from app.ratelimit import counters
 from app.ratelimit.throttle import Limit, Throttle
 from app.security import LINK_EXPIRY_MAX, LinkSigner, Passwords, TokenPolicy
+from app.services.codes import CodeKey
 from config import Config
 
 JSON_BODY_LIMIT = 1 << 20  # non-upload bodies; upload routes raise their own limit
@@ -31,6 +33,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False  # names such as "отчёт.pdf" as UTF-8, not \u escapes
     configure_logging(app)
     configure_security(app)
+    configure_messages(app)
     db.init_app(app)
     app.teardown_appcontext(close_db)
     app.extensions["storage"] = storage.from_config(app.config)
@@ -78,6 +81,16 @@ def configure_security(app: Flask) -> None:
     app.extensions["passwords"] = Passwords(
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
     )
+    app.extensions["code_key"] = CodeKey.from_secret(secret)
+
+
+def configure_messages(app: Flask) -> None:
+    config = app.config
+    app.extensions["outbox"] = Outbox(
+        mail_url=config["MAIL_URL"], mail_from=config["MAIL_FROM"], sms_url=config["SMS_URL"],
+        timeout=config["MAIL_TIMEOUT"], retries=config["MAIL_RETRIES"], ca_file=config["MAIL_CA_FILE"],
+        log_dir=Path(app.instance_path) / "mail",
+    )
 
 
 def jwt_leeway(seconds: int) -> int:
@@ -124,12 +137,13 @@ def configure_limits(app: Flask) -> None:
         refresh=Limit.parse(config["RATELIMIT_REFRESH"]),
         reauth=Limit.parse(config["RATELIMIT_REAUTH"]),
         account=Limit.parse(config["RATELIMIT_ACCOUNT"]),
+        mail=Limit.parse(config["RATELIMIT_MAIL"]),
         prefix=config["RATELIMIT_KEY_PREFIX"],
         enabled=config["RATELIMIT_ENABLED"],
     )
 
 
-ROUTES = ("auth", "info", "account", "roles", "files", "links", "uploads")  # app.routes.*, in this order
+ROUTES = ("auth", "recovery", "info", "account", "admin", "roles", "files", "links", "uploads")  # app.routes.*, in this order
 
 
 def load_modules() -> None:

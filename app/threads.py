@@ -55,6 +55,17 @@ def start(call: Callable[..., Any], *args: Any) -> Pending:
     return _FuturePending(_executor().submit(call, *args))
 
 
+def detach(call: Callable[..., Any], *args: Any) -> None:
+    """Run `call(*args)` beside the caller, which does not wait for it (a message's delivery and retries):
+    a greenlet in the event loop (its waits are the loop's), else a daemon thread."""
+    if event_loop():
+        import gevent
+
+        gevent.spawn(call, *args)
+        return
+    threading.Thread(target=call, args=args, daemon=True, name="detached").start()
+
+
 def _in_background(call: Callable[..., T], *args: Any) -> T:
     thread = threading.get_native_id()
     if thread not in _niced:

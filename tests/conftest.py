@@ -145,6 +145,7 @@ def app_config(url: str, tmp_path: Path, **overrides) -> dict:
         "DATABASE_URL": url,
         "JWT_SECRET": JWT_TEST_SECRET,
         "UPLOAD_DIR": str(tmp_path / "uploads"),
+        "INSTANCE_DIR": str(tmp_path / "instance"),  # MAIL_URL=log keeps messages there
         "RATELIMIT_ENABLED": False,
         **FAST_HASH,
         **overrides,
@@ -293,9 +294,10 @@ class LiveServer:
 
 
 def start_gunicorn(env_overrides: dict[str, str], tmp_path: Path, port: int | None = None) -> LiveServer:
-    """A real gunicorn (gthread) on a free loopback port, with the production config file."""
+    """A real gunicorn on a free loopback port, with the production config file."""
     port = port or free_port()
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2", **env_overrides}
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
+           "INSTANCE_DIR": str(tmp_path / "instance"), **env_overrides}
     log_path = tmp_path / f"gunicorn-{port}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],

@@ -217,7 +217,7 @@ def test_change_login_keeps_history_and_sessions(client):
     response = client.patch("/user", json={"current_password": PASSWORD, "id": "Ann.New@Example.com"},
                             headers=bearer(tokens["access_token"]))
     assert response.status_code == 200
-    assert response.json == {"data": {"id": "ann.new@example.com"}, "error": None}
+    assert response.json == {"data": {"id": "ann.new@example.com", "verified": False}, "error": None}
     assert client.get("/info", headers=bearer(tokens["access_token"])).json["data"]["id"] == "ann.new@example.com"
     assert client.get("/info", headers=bearer(phone["access_token"])).status_code == 200
     assert sign_in(client, "ann@example.com").status_code == 401
@@ -253,7 +253,7 @@ def test_password_change_signs_out_other_devices_not_this_one(client):
 
     response = client.patch("/user", json={"current_password": PASSWORD, "password": NEW_PASSWORD},
                             headers=bearer(laptop["access_token"]))
-    assert response.status_code == 200 and response.json["data"] == {"id": "ann@example.com"}
+    assert response.status_code == 200 and response.json["data"] == {"id": "ann@example.com", "verified": False}
 
     assert client.get("/info", headers=bearer(phone["access_token"])).status_code == 401
     assert client.post("/signin/new_token", json={"refresh_token": phone["refresh_token"]}).status_code == 401

@@ -147,7 +147,7 @@ def test_outdated_password_hash_is_upgraded_on_sign_in(make_app):
 def test_info_returns_the_login(client, signed_in):
     response = client.get("/info", headers=signed_in)
     assert response.status_code == 200
-    assert response.json == {"data": {"id": "ann@example.com"}, "error": None}
+    assert response.json == {"data": {"id": "ann@example.com", "verified": False}, "error": None}
 
 
 def forge(claims: dict, secret: str = JWT_TEST_SECRET, algorithm: str = "HS256") -> str:
@@ -193,10 +193,10 @@ def test_bad_access_tokens_are_refused_with_the_spec_codes(client):
 
 
 def test_expired_access_token_is_token_expired(make_app):
-    client = make_app(ACCESS_TOKEN_TTL=1, JWT_LEEWAY=0).test_client()
+    client = make_app(ACCESS_TOKEN_TTL=3, JWT_LEEWAY=0).test_client()
     tokens = sign_up(client)
     assert client.get("/info", headers=bearer(tokens["access_token"])).status_code == 200  # verified, then kept
-    time.sleep(2.1)
+    time.sleep(3.2)
     response = client.get("/info", headers=bearer(tokens["access_token"]))
     assert response.status_code == 401
     assert error_code(response) == "token_expired"

@@ -25,6 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import wave
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -33,6 +34,7 @@ import pytest
 
 from tests.conftest import BACKENDS, free_port
 from tests.support.api import PASSWORD
+from tests.support.mail import MailServer, body_of, proof, throwaway_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB_DIR = ROOT / "web"
@@ -998,3 +1000,63 @@ def test_make_web_serves_the_page_for_the_given_api(api_server, browsers, tmp_pa
     finally:
         os.killpg(make.pid, signal.SIGTERM)
         make.wait(timeout=10)
+
+
+# -- proving the login, a forgotten password, leaving (SPEC §10) ---------------------------------------------
+
+
+@pytest.fixture
+def mail_server(tmp_path) -> Iterator[tuple[MailServer, Path]]:
+    certificate = throwaway_certificate(tmp_path / "tls")
+    server = MailServer(*certificate, port=free_port())
+    yield server, certificate[0]
+    server.stop()
+
+
+def test_verify_reset_export_and_delete_an_account_in_the_page(make_api_server, web_origin, browsers, mail_server, tmp_path):
+    mail, ca_file = mail_server
+    page = page_url(web_origin, make_api_server(
+        MAIL_URL=f"smtp://127.0.0.1:{mail.port}", MAIL_CA_FILE=str(ca_file), PUBLIC_URL=web_origin).url)
+    login = "ann@example.com"
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page, login)
+    browser.wait(lambda: browser.shown("#verify-banner") and browser.text("#verify-login") == login, "the banner")
+    _, code = proof(body_of(mail.wait_for(login)))
+    browser.fill("#verify-code", code)
+    browser.click("#verify-submit")
+    browser.wait_status(f"{login} is confirmed.")
+    assert not browser.shown("#verify-banner")
+
+    browser.click("#logout")
+    browser.wait_status("Signed out.")
+    browser.fill("#login-id", login)
+    browser.click("#forgot")
+    browser.wait_status(f"If {login} has an account, a message with a code is on its way.")
+    assert browser.shown("#reset-form") and browser.shown("#reset-code")
+    token, _ = proof(body_of(mail.wait_for(login, count=2)))
+    browser.open(f"{web_origin}/?reset={token}")  # the message's link: the page knows the API already
+    browser.wait(lambda: browser.shown("#reset-form") and not browser.shown("#reset-code"), "the reset form, no code")
+    browser.fill("#reset-password", "a brand new passphrase")
+    browser.click("#reset-submit")
+    browser.wait_status("Your new password is set; every other device was signed out.")
+    assert browser.text("#whoami") == login and "reset=" not in browser.driver.current_url
+    export_and_delete(browser, tmp_path, login)
+    assert_clean_console(browser)
+
+
+def export_and_delete(browser: Browser, tmp_path: Path, login: str) -> None:
+    target = tmp_path / "export"
+    target.mkdir()
+    browser.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(target)})
+    browser.click("#export")
+    saved = browser.wait(lambda: [p for p in target.iterdir() if p.suffix == ".zip"], "the export saved")[0]
+    browser.wait_status("Your data is downloaded")
+    account = json.loads(zipfile.ZipFile(saved).read("account.json"))
+    assert account["account"]["id"] == login and account["account"]["verified"] is True
+
+    browser.fill("#delete-password", "a brand new passphrase")
+    browser.click("#delete-account-submit")
+    browser.wait(lambda: alert_open(browser), "the delete confirmation")
+    browser.driver.switch_to.alert.accept()
+    browser.wait_status(f"The account {login} and all its files are deleted.")
+    assert browser.shown("#auth-form") and not browser.shown("#files")

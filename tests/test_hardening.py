@@ -142,7 +142,7 @@ def test_access_tokens_allow_five_seconds_of_clock_difference(client, times, sta
     if code:
         assert response.json["error"]["code"] == code
     else:
-        assert response.json["data"] == {"id": "ann@example.com"}
+        assert response.json["data"] == {"id": "ann@example.com", "verified": False}
 
 
 def test_jwt_leeway_is_a_setting(make_app):

@@ -63,6 +63,53 @@ export class Api {
     return this.#call("GET", "/info");
   }
 
+  // --- proving a login, getting back in, leaving (SPEC §10) ---------------
+
+  forgotPassword(id) {
+    return this.#request("POST", "/password/forgot", { json: { id } });
+  }
+
+  // `proof`: {token} from the message's link, or {id, code}
+  async resetPassword(proof, password) {
+    return this.#keep(await this.#request("POST", "/password/reset", { json: { ...proof, password } }));
+  }
+
+  requestVerification() {
+    return this.#call("POST", "/verify/request");
+  }
+
+  confirmVerification(proof) {
+    return this.#request("POST", "/verify/confirm", { json: proof });
+  }
+
+  async deleteAccount(currentPassword) {
+    const gone = await this.#call("DELETE", "/user", { current_password: currentPassword });
+    this.#forget();
+    return gone;
+  }
+
+  // The zip of everything of mine, as a Blob (a download needs the Authorization header).
+  exportAccount() {
+    return this.#authorized(async (token) => {
+      let response;
+      try {
+        response = await fetch(`${this.#base}/user/export`, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+      } catch {
+        throw unreachable(this.#base);
+      }
+      if (!response.ok) {
+        let envelope = null;
+        try {
+          envelope = await response.json();
+        } catch {
+          // reported from the status alone
+        }
+        unwrap(response.status, envelope, response.headers.get("Retry-After"));
+      }
+      return response.blob();
+    });
+  }
+
   sessions() {
     return this.#call("GET", "/sessions");
   }
@@ -129,8 +176,8 @@ export class Api {
     this.#refresh = null;
   }
 
-  #call(method, path) {
-    return this.#authorized((token) => this.#request(method, path, { token }));
+  #call(method, path, json = undefined) {
+    return this.#authorized((token) => this.#request(method, path, { token, json }));
   }
 
   // Runs `send(accessToken)`; on token_expired refreshes once and retries once.

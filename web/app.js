@@ -178,7 +178,159 @@ async function loadAll() {
 async function loadInfo() {
   const info = await api.info();
   ui.whoami.textContent = info.id;
+  showVerification(info);
 }
+
+// --- proving the login, a forgotten password, leaving (SPEC §10) ----------
+
+const lifecycle = {
+  forgot: $("forgot"),
+  resetForm: $("reset-form"),
+  resetHint: $("reset-hint"),
+  resetCode: $("reset-code"),
+  resetCodeLabel: $("reset-code-label"),
+  resetPassword: $("reset-password"),
+  verifyBanner: $("verify-banner"),
+  verifyLogin: $("verify-login"),
+  verifyCode: $("verify-code"),
+  exportButton: $("export"),
+  deleteForm: $("delete-account"),
+  deletePassword: $("delete-password"),
+};
+// The token of a message's link this page was opened with (?reset=…), used instead of a typed code.
+const linkParams = new URLSearchParams(location.search);
+let resetToken = linkParams.get("reset");
+
+function forgetLinkToken(name) {
+  const url = new URL(location.href);
+  url.searchParams.delete(name);
+  history.replaceState(null, "", url);
+}
+
+function showVerification(info) {
+  lifecycle.verifyBanner.hidden = info.verified;
+  lifecycle.verifyLogin.textContent = info.id;
+}
+
+function showReset(withCode) {
+  lifecycle.resetForm.hidden = false;
+  lifecycle.resetCode.hidden = lifecycle.resetCodeLabel.hidden = !withCode;
+  lifecycle.resetHint.textContent = withCode
+    ? "Enter the 6-digit code from the message we sent you (or open its link), and a new password."
+    : "Enter a new password: every device signed in to your account will be signed out.";
+  (withCode ? lifecycle.resetCode : lifecycle.resetPassword).focus();
+}
+
+lifecycle.forgot.addEventListener("click", (event) => {
+  const id = ui.loginId.value.trim();
+  if (!id) {
+    fail(new Error("Enter your email or phone first, then choose “Forgot password?”."));
+    ui.loginId.focus();
+    return;
+  }
+  run(event.currentTarget, async () => {
+    await api.forgotPassword(id);
+    say(`If ${id} has an account, a message with a code is on its way.`);
+    resetToken = null;
+    showReset(true);
+  });
+});
+
+lifecycle.resetForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const password = lifecycle.resetPassword.value;
+  const code = lifecycle.resetCode.value.trim();
+  if (!password || (!resetToken && !/^[0-9]{6}$/.test(code))) {
+    fail(new Error(resetToken ? "Enter a new password." : "Enter the 6-digit code and a new password."));
+    return;
+  }
+  run(event.submitter, async () => {
+    const proof = resetToken ? { token: resetToken } : { id: ui.loginId.value.trim(), code };
+    const tokens = await api.resetPassword(proof, password);
+    resetToken = null;
+    forgetLinkToken("reset");
+    lifecycle.resetForm.hidden = true;
+    lifecycle.resetPassword.value = lifecycle.resetCode.value = "";
+    showSignedIn(tokens.id);
+    say("Your new password is set; every other device was signed out.");
+    await loadAll();
+  });
+});
+
+$("reset-cancel").addEventListener("click", () => {
+  resetToken = null;
+  forgetLinkToken("reset");
+  lifecycle.resetForm.hidden = true;
+});
+
+lifecycle.verifyBanner.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const code = lifecycle.verifyCode.value.trim();
+  if (!/^[0-9]{6}$/.test(code)) {
+    fail(new Error("Enter the 6-digit code from the message."));
+    return;
+  }
+  run(event.submitter, async () => {
+    const done = await api.confirmVerification({ id: state.login, code });
+    lifecycle.verifyCode.value = "";
+    lifecycle.verifyBanner.hidden = true;
+    say(`${done.id} is confirmed.`);
+  });
+});
+
+$("verify-resend").addEventListener("click", (event) => {
+  run(event.currentTarget, async () => {
+    await api.requestVerification();
+    say(`A new message is on its way to ${state.login}.`);
+  });
+});
+
+lifecycle.exportButton.addEventListener("click", (event) => {
+  run(event.currentTarget, async () => {
+    say("Preparing your data…");
+    const zip = await api.exportAccount();
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(zip);
+    link.download = "account-export.zip";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+    say(`Your data is downloaded (${humanSize(zip.size)}).`);
+  });
+});
+
+lifecycle.deleteForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const password = lifecycle.deletePassword.value;
+  if (!password) {
+    fail(new Error("Enter your password to delete your account."));
+    return;
+  }
+  if (!confirm("Delete your account and every file in it? This cannot be undone.")) return;
+  run(event.submitter, async () => {
+    const gone = await api.deleteAccount(password);
+    lifecycle.deletePassword.value = "";
+    showSignedOut();
+    say(`The account ${gone.id} and all its files are deleted.`);
+  });
+});
+
+// Opened from a message's link: ?verify=… is confirmed at once, ?reset=… asks for the new password.
+async function followMessageLink() {
+  const verifyToken = linkParams.get("verify");
+  if (verifyToken) {
+    forgetLinkToken("verify");
+    await run(null, async () => {
+      const done = await api.confirmVerification({ token: verifyToken });
+      lifecycle.verifyBanner.hidden = true;
+      say(`${done.id} is confirmed. Thank you.`);
+    });
+  }
+  if (resetToken) showReset(false);
+}
+
+followMessageLink();
 
 // --- files ------------------------------------------------------------------
 

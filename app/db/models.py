@@ -25,6 +25,10 @@ class User(Base):
     bytes_reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The user's own quota in bytes (0 = unlimited); NULL: QUOTA_BYTES applies.
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # The login was proven: a message sent to it came back (a verification, or a password reset).
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # An administrator stopped the account: no sign-in, refresh or request is served.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class DeviceSession(Base):
@@ -105,6 +109,26 @@ class UserRole(Base):
     __tablename__ = "user_roles"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class AccountCode(Base):
+    """A message's proof of receipt: a link token and a 6-digit code, stored only as hashes, single use.
+
+    `purpose` is "verify" (the login, or the new login `address`) or "reset" (the password). A newer code
+    of the same user and purpose voids the older ones; a code takes at most 5 wrong tries.
+    """
+
+    __tablename__ = "account_codes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(LoginColumn)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
 
 
 class RateCounter(Base):

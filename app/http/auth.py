@@ -11,17 +11,19 @@ from sqlalchemy.orm import Session
 from app.db import autocommit, utcnow
 from app.db.models import DeviceSession, Role, User, UserRole
 from app.db.reads import Read
-from app.errors import Forbidden, InvalidToken, MissingToken
+from app.errors import AccountDisabled, Forbidden, InvalidToken, MissingToken
 from app.http.context import get_db, tokens
 
 # Built once: composing a statement costs more than running it over a warm connection.
 # One primary-key lookup (plus the user's row) on a plain cursor, no ORM objects; a row only for a live session.
 SESSION_LOOKUP = Read(
     select(DeviceSession.user_id, DeviceSession.last_used_at, User.login, User.file_count, User.bytes_used,
-           User.bytes_reserved, User.quota_bytes)
+           User.bytes_reserved, User.quota_bytes, User.verified, User.disabled)
     .join(User, User.id == DeviceSession.user_id)
     .where(DeviceSession.id == bindparam("sid"), DeviceSession.live(bindparam("now")))
 )
+# REQUIRE_VERIFIED=true: the blueprints an unverified user is refused (SPEC §10).
+NEED_VERIFIED = {"files", "links", "uploads"}
 SESSION_TOUCH = update(DeviceSession).where(DeviceSession.id == bindparam("sid")).values(last_used_at=bindparam("now"))
 
 
@@ -48,6 +50,7 @@ class Caller:
     bytes_used: int
     bytes_reserved: int
     quota_bytes: int | None
+    verified: bool
 
 
 def caller() -> Caller:
@@ -82,12 +85,16 @@ def authenticate() -> None:
     row = SESSION_LOOKUP.first(db, {"sid": claims["sid"], "now": now})
     if row is None or str(row.user_id) != claims["sub"]:
         raise InvalidToken("the session of this token has been signed out")
+    if row.disabled:
+        raise AccountDisabled()
+    if not row.verified and request.blueprint in NEED_VERIFIED and current_app.config["REQUIRE_VERIFIED"]:
+        raise Forbidden("confirm your login first: POST /verify/request sends the message")
     # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
     if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
         with autocommit(db).connect() as connection:
             connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
     g.caller = Caller(row.user_id, claims["sid"], row.login, row.file_count, row.bytes_used, row.bytes_reserved,
-                      row.quota_bytes)
+                      row.quota_bytes, bool(row.verified))
 
 
 def require_permission(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -4,6 +4,9 @@ from sqlalchemy.orm import Session
 
 from app.ratelimit.throttle import Throttle
 from app.security import LinkSigner, Passwords, TokenPolicy
+from app.services.codes import CodeKey
+from app.services.recovery import Mailing
+from app.services.sessions import Client
 from app.storage import Storage
 
 
@@ -43,3 +46,22 @@ def close_db(_exc: BaseException | None = None) -> None:
     db = g.pop("db", None)
     if db is not None:
         db.close()
+
+
+def mailing() -> Mailing:
+    """What the services need to send a message: links point at PUBLIC_URL, else at this request's origin."""
+    config = current_app.config
+    return Mailing(
+        outbox=current_app.extensions["outbox"], key=current_app.extensions["code_key"],
+        public_url=config["PUBLIC_URL"] or request.host_url.rstrip("/"),
+        verify_ttl=config["VERIFY_TOKEN_TTL"], reset_ttl=config["RESET_TOKEN_TTL"],
+    )
+
+
+def code_key() -> CodeKey:
+    return current_app.extensions["code_key"]
+
+
+def client() -> Client:
+    """The device asking: its address and user agent, as its session will record them."""
+    return Client(ip=client_address(), user_agent=request.user_agent.string[:255])

@@ -71,6 +71,10 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
     except PydanticError as e:
         fields: dict[str, str] = {}
         for err in e.errors():
+            if err["type"] == "fields":  # a rule over several fields names each of them
+                for name, why in err["ctx"]["fields"].items():
+                    fields.setdefault(name, why)
+                continue
             name = ".".join(str(part) for part in err["loc"]) or "body"
             fields.setdefault(name, _reason(err))
         raise ValidationError.fields(fields) from None
@@ -117,3 +121,11 @@ def _positive_int(name: str, default: int, maximum: int, reasons: dict[str, str]
     if not 1 <= value <= maximum:
         reasons[name] = f"must be 1 to {maximum}"
     return value
+
+
+def login_in_url(raw: str) -> str | None:
+    """The login in the URL, normalised like a sign-up id; None when it cannot be anyone's (so: not found)."""
+    try:
+        return login_of(raw)
+    except ValidationError:
+        return None

@@ -221,7 +221,7 @@ def operation_spec(
     parameters = [path_parameter(rule, name, op) for name in sorted(rule.arguments)] + list(op.parameters)
     if parameters:
         spec["parameters"] = parameters
-    if op.body is not None and method in ("post", "put", "patch"):
+    if op.body is not None and method in ("post", "put", "patch", "delete"):
         spec["requestBody"] = request_body(op, models)
     spec["security"] = security_of(op, auth)
     responses: dict[str, Any] = {}
@@ -308,6 +308,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             {"name": "files", "description": "Private files: each user sees only their own."},
             {"name": "uploads", "description": "Resumable uploads (tus 1.0.0) that become files."},
             {"name": "roles", "description": "Roles and permissions."},
+            {"name": "admin", "description": "Users, for an operator (`users:manage`)."},
             {"name": "service", "description": "Probes and this documentation."},
         ],
         "paths": paths,

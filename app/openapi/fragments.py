@@ -116,3 +116,13 @@ def link_headers(*extra: str) -> dict[str, Any]:
             "`sandbox`, except on an inline PDF (browsers' PDF viewers refuse to render in a sandbox).",
             {"type": "string", "const": "sandbox"}, required=False),
     }
+
+
+# -- token answers ----------------------------------------------------------------------------------------
+
+NEW_SESSION = "A new device session: the token pair, and the refresh token as an HttpOnly cookie (Path=/signin)."
+REFRESH_LINK = {"refreshTokens": {
+    "operationId": "refreshTokens", "description": "Rotate the refresh token just issued.",
+    "requestBody": {"refresh_token": "$response.body#/data/refresh_token"},
+}}
+TOKEN_LINKS = {**REFRESH_LINK, "rolesOfUser": link("rolesOfUser", "The user's roles.", login="$response.body#/data/id")}

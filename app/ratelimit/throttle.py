@@ -49,6 +49,7 @@ class Throttle:
     refresh: Limit
     reauth: Limit
     account: Limit | None = None
+    mail: Limit | None = None
     prefix: str = ""
     enabled: bool = True
 
@@ -103,6 +104,13 @@ class Throttle:
         if self.enabled:
             self.counters.give_back(self.key("reauth", str(user_id)))
             self.login_failures.give_back(self.key("signin-login", login))
+
+    def count_mail(self, login: str, address: str) -> None:
+        """A message asked for (a verification, a password reset): per login and per address (RATELIMIT_MAIL);
+        counted whether or not the login exists, so the limit says nothing of that either."""
+        if self.mail is not None:
+            self._count_attempt("mail-login", login, self.mail)
+            self._count_attempt("mail-address", address, self.mail)
 
     def count_account_change(self, user_id: int) -> None:
         """`PATCH /user` as a whole, per user: its answers (a login taken) and its hashing cannot be driven at will."""

@@ -5,14 +5,17 @@ from app.db import utcnow
 from app.db.models import DeviceSession
 from app.errors import Forbidden, RateLimited, UserExists, ValidationError
 from app.http.auth import caller, token_required
-from app.http.context import get_db, passwords, throttle
+from app.http.context import get_db, mailing, passwords, storage, throttle
 from app.http.parsing import body, page_params, parse
 from app.http.responses import clear_refresh_cookie, ok
 from app.openapi.fragments import PAGE_PARAMETERS
 from app.openapi.operation import link, operation
 from app.schemas import responses as shapes
-from app.schemas.requests import AccountChange
-from app.services.account import change_account, live_sessions, log_out_all, login_history, revoke_session
+from app.schemas.requests import AccountChange, AccountDelete
+from app.services.account import (
+    change_account, delete_account, live_sessions, log_out_all, login_history, revoke_session
+)
+from app.services.export import export_account
 from app.services.quota import usage
 
 bp = Blueprint("account", __name__)
@@ -83,15 +86,52 @@ def storage_usage():
            errors=(Forbidden, UserExists, RateLimited), description=(
                "`current_password` is required; a wrong one is 403 and counts as a failed sign-in of this login "
                "(RATELIMIT_REAUTH per user; over it, 429). Give `id`, `password` or both. "
-               "A new password signs out every other device."))
+               "A new password signs out every other device. A new login is unverified until proven; an email "
+               "one is sent a verification message at once."))
 @token_required
 def update_user():
     data = parse(AccountChange, body())
     if data.id is None and data.password is None:
         raise ValidationError.fields({"id": "id or password is required", "password": "id or password is required"})
-    new_login = change_account(
-        get_db(), passwords=passwords(), throttle=throttle(), user_id=caller().user_id, login=caller().login,
-        session_id=caller().session_id, current_password=data.current_password, new_login=data.id,
+    me = caller()
+    user = change_account(
+        get_db(), passwords=passwords(), throttle=throttle(), mailing=mailing(), user_id=me.user_id, login=me.login,
+        session_id=me.session_id, current_password=data.current_password, new_login=data.id,
         new_password=data.password, now=utcnow(),
     )
-    return ok(shapes.Me(id=new_login))
+    return ok(shapes.Me(id=user.login, verified=user.verified))
+
+
+@bp.delete("/user")
+@operation("deleteAccount", "account", "Delete my account, my files and everything else of mine",
+           returns=shapes.AccountDeleted, body=AccountDelete, errors=(Forbidden, RateLimited), description=(
+               "`current_password` is required (a wrong one is 403 and counts as in `PATCH /user`). Final: the "
+               "answer comes once every row of the user is gone and their files' bytes are removed; the login "
+               "is free again."))
+@token_required
+def delete_user():
+    data = parse(AccountDelete, body())
+    me = caller()
+    login = delete_account(get_db(), storage(), passwords=passwords(), throttle=throttle(), user_id=me.user_id,
+                           login=me.login, current_password=data.current_password, now=utcnow())
+    return ok(shapes.AccountDeleted(id=login))
+
+
+@bp.get("/user/export")
+@operation("exportAccount", "account", "All my data as a zip", responses={"200": {
+    "description": "`account.json` (profile, sessions, sign-in history, files' metadata) and every file's bytes "
+                   "under `files/<id>-<name>`, stored uncompressed, streamed as it is made.",
+    "headers": {"Content-Disposition": {"description": "`attachment; filename=account-export.zip`", "required": True,
+                                        "schema": {"type": "string"}},
+                "Content-Length": {"description": "The zip's size.", "required": True,
+                                   "schema": {"type": "integer", "minimum": 0}}},
+    "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+}})
+@token_required
+def export():
+    made = export_account(get_db(), storage(), user_id=caller().user_id, now=utcnow())
+    response = current_app.response_class(made.chunks, mimetype="application/zip", direct_passthrough=True)
+    response.headers["Content-Length"] = str(made.size)
+    response.headers["Content-Disposition"] = "attachment; filename=account-export.zip"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -1,43 +1,24 @@
 """Sign-up, sign-in, token refresh, sign-out."""
-from flask import Blueprint, Response, request
+from flask import Blueprint, request
 
 from app.db import utcnow
 from app.errors import InvalidCredentials, InvalidRefreshToken, RateLimited, UserExists, ValidationError
 from app.http.auth import bearer_token, caller, token_required
-from app.http.context import client_address, get_db, passwords, throttle, tokens
+from app.http.context import client, get_db, mailing, passwords, throttle, tokens
 from app.http.parsing import body, parse
-from app.http.responses import REFRESH_COOKIE, clear_refresh_cookie, ok, set_refresh_cookie
-from app.openapi.operation import link, operation
+from app.http.responses import REFRESH_COOKIE, clear_refresh_cookie, ok, token_response
+from app.openapi.fragments import NEW_SESSION, REFRESH_LINK, TOKEN_LINKS
+from app.openapi.operation import operation
 from app.schemas import responses as shapes
 from app.schemas.requests import Credentials, RefreshBody, SignUp
-from app.services.auth import Client, IssuedTokens, log_out, refresh, sign_in, sign_up
+from app.services.auth import log_out, refresh, sign_in, sign_up
 
 bp = Blueprint("auth", __name__)
 
-NEW_SESSION = "A new device session: the token pair, and the refresh token as an HttpOnly cookie (Path=/signin)."
-REFRESH_LINK = {"refreshTokens": {
-    "operationId": "refreshTokens", "description": "Rotate the refresh token just issued.",
-    "requestBody": {"refresh_token": "$response.body#/data/refresh_token"},
-}}
-TOKEN_LINKS = {**REFRESH_LINK, "rolesOfUser": link("rolesOfUser", "The user's roles.", login="$response.body#/data/id")}
 REFRESH_COOKIE_PARAMETER = {
     "name": REFRESH_COOKIE, "in": "cookie", "required": False, "schema": {"type": "string"},
     "description": "Set by the token responses (HttpOnly, SameSite=Strict, Path=/signin).",
 }
-
-
-def client() -> Client:
-    return Client(ip=client_address(), user_agent=request.user_agent.string[:255])
-
-
-def token_response(issued: IssuedTokens, status: int) -> Response:
-    response = ok(shapes.TokenPair(
-        id=issued.login, access_token=issued.access_token, refresh_token=issued.refresh_token,
-        expires_in=issued.expires_in, refresh_expires_in=issued.refresh_expires_in,
-    ), status)
-    set_refresh_cookie(response, issued.refresh_token, issued.refresh_expires_in)
-    response.headers["Cache-Control"] = "no-store"  # RFC 6749 §5.1: no cache keeps a token
-    return response
 
 
 @bp.post("/signup")
@@ -46,8 +27,8 @@ def token_response(issued: IssuedTokens, status: int) -> Response:
 def signup():
     data = parse(SignUp, body())
     issued = sign_up(
-        get_db(), passwords=passwords(), policy=tokens(), throttle=throttle(), login=data.id, password=data.password,
-        client=client(), now=utcnow(),
+        get_db(), passwords=passwords(), policy=tokens(), throttle=throttle(), mailing=mailing(), login=data.id,
+        password=data.password, client=client(), now=utcnow(),
     )
     return token_response(issued, 201)
 

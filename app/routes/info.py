@@ -18,7 +18,8 @@ bp = Blueprint("info", __name__)
            links={"rolesOfUser": link("rolesOfUser", "My roles.", login="$response.body#/data/id")})
 @token_required
 def info():
-    return ok(shapes.Me(id=caller().login))
+    me = caller()
+    return ok(shapes.Me(id=me.login, verified=me.verified))
 
 
 @bp.get("/ping")

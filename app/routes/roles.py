@@ -8,7 +8,7 @@ from app.db.models import Role
 from app.errors import Forbidden, RoleExists, ValidationError
 from app.http.auth import caller, has_permission, require_permission, token_required
 from app.http.context import get_db
-from app.http.parsing import body, login_of, parse
+from app.http.parsing import body, login_in_url, parse
 from app.http.responses import ok
 from app.openapi.operation import link, operation
 from app.schemas import responses as shapes
@@ -43,14 +43,6 @@ def role_body() -> dict[str, Any]:
     if "permissions" in request.form:
         data["permissions"] = request.form.getlist("permissions")
     return data
-
-
-def url_login(raw: str) -> str | None:
-    """The login in the URL, normalised like a sign-up id; None when it cannot be anyone's."""
-    try:
-        return login_of(raw)
-    except ValidationError:
-        return None
 
 
 @bp.get("/roles")
@@ -98,7 +90,7 @@ def delete(role_id: int):
            description="Granting twice changes nothing.")
 @require_permission(MANAGE)
 def grant(login: str, role_id: int):
-    user = grant_role(get_db(), login=url_login(login), role_id=role_id)
+    user = grant_role(get_db(), login=login_in_url(login), role_id=role_id)
     return ok(shapes.Grant(user=user.login, role_id=role_id, granted=True))
 
 
@@ -107,7 +99,7 @@ def grant(login: str, role_id: int):
            description="Revoking twice changes nothing.")
 @require_permission(MANAGE)
 def revoke(login: str, role_id: int):
-    user = revoke_role(get_db(), login=url_login(login), role_id=role_id)
+    user = revoke_role(get_db(), login=login_in_url(login), role_id=role_id)
     return ok(shapes.Grant(user=user.login, role_id=role_id, granted=False))
 
 
@@ -117,7 +109,7 @@ def revoke(login: str, role_id: int):
            description="Allowed for the user themself, or with `roles:manage`.")
 @token_required
 def of_user(login: str):
-    target = url_login(login)
+    target = login_in_url(login)
     # Checked before the lookup, so a plain user cannot probe which logins exist.
     if target != caller().login and not has_permission(get_db(), user_id=caller().user_id, permission=MANAGE):
         raise Forbidden(f"reading another user's roles needs the permission {MANAGE!r}")

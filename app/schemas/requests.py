@@ -101,6 +101,78 @@ class AccountChange(Strict):
     password: Password = None  # type: ignore[assignment]
 
 
+def _form_integer(value: Any, info: ValidationInfo) -> Any:
+    """A form carries every value as text: digits there are the integer; JSON must send a number."""
+    if isinstance(value, str) and (info.context or {}).get("form"):
+        text = value.strip()
+        if text.isascii() and text.removeprefix("-").isdigit() and len(text) <= 20:
+            return int(text)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON Schema counts 60.0 as an integer
+    return value
+
+
+# -- account lifecycle (SPEC §10) ------------------------------------------------------------------------
+
+Code = Annotated[StrictStr, Field(pattern=r"^[0-9]{6}$", description="The 6-digit code of the message.",
+                                  examples=["042917"])]
+LinkToken = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$",
+                                       description="The token of the message's link (`?verify=…` or `?reset=…`).")]
+
+
+def _token_or_code(schema: dict[str, Any]) -> None:
+    _no_null_defaults(schema)
+    schema["anyOf"] = [{"required": ["token"]}, {"required": ["id", "code"]}]
+
+
+class _TokenOrCode(Strict):
+    """A message's proof: its link's `token`, or the login `id` with the `code` (the token wins if both)."""
+
+    model_config = ConfigDict(json_schema_extra=_token_or_code)
+    token: LinkToken = None  # type: ignore[assignment]
+    id: Login = None  # type: ignore[assignment]
+    code: Code = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _one_proof(self) -> "_TokenOrCode":
+        if self.token is None and (self.id is None or self.code is None):
+            reason = "required: the token of the link, or the id with the code"
+            missing = {name: reason for name in ("token", "id", "code") if getattr(self, name) is None}
+            raise PydanticCustomError("fields", "{fields}", {"fields": missing})
+        return self
+
+
+class VerifyConfirm(_TokenOrCode):
+    pass
+
+
+class PasswordForgot(Strict):
+    id: Login
+
+
+class PasswordReset(_TokenOrCode):
+    password: Password
+
+
+class AccountDelete(Strict):
+    current_password: StrictStr
+
+
+def _nullable_bytes(schema: dict[str, Any]) -> None:
+    schema["properties"]["bytes"] = {
+        "anyOf": [{"type": "integer", "minimum": 0, "maximum": QUOTA_MAX}, {"type": "null"}],
+        "description": "The user's own quota in bytes (0: unlimited); null: `QUOTA_BYTES` applies again.",
+    }
+
+
+QUOTA_MAX = 2**63 - 1
+
+
+class QuotaChange(Strict):
+    model_config = ConfigDict(json_schema_extra=_nullable_bytes)
+    bytes: Annotated[StrictInt, BeforeValidator(_form_integer), Field(ge=0, le=QUOTA_MAX)] | None
+
+
 Name = Annotated[StrictStr, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 Description = Annotated[StrictStr, StringConstraints(max_length=DESCRIPTION_MAX)]
 Permissions = Annotated[list[Name], Field(max_length=PERMISSIONS_MAX)]
@@ -135,17 +207,6 @@ LINK_SECONDS_DEFAULT = 300
 def context_of(region: str, link_max_ttl: int, form: bool = False) -> dict[str, Any]:
     """What the rules below read: DEFAULT_PHONE_REGION, LINK_MAX_TTL, and whether the body was a form."""
     return {"region": region, "link_max_ttl": link_max_ttl, "form": form}
-
-
-def _form_integer(value: Any, info: ValidationInfo) -> Any:
-    """A form carries every value as text: digits there are the integer; JSON must send a number."""
-    if isinstance(value, str) and (info.context or {}).get("form"):
-        text = value.strip()
-        if text.isascii() and text.removeprefix("-").isdigit() and len(text) <= 20:
-            return int(text)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # JSON Schema counts 60.0 as an integer
-    return value
 
 
 # A maximum that is a setting: the OpenAPI document writes the app's value in its place.

@@ -56,10 +56,46 @@ class TokenPair(Shape):
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int = Field(description="Seconds the access token is valid.")
     refresh_expires_in: int = Field(description="Seconds the refresh token is valid.")
+    verified: bool = Field(description="Whether the login is proven: a message sent to it came back (§10).")
 
 
 class Me(Shape):
     id: str = Field(description="The caller's login.")
+    verified: bool = Field(description="Whether the login is proven: a message sent to it came back (§10).")
+
+
+class MessageSent(Shape):
+    sent: Literal[True] = Field(True, description="Always true: the answer says nothing of whether the login exists.")
+
+
+class Verified(Shape):
+    id: str = Field(description="The login just proven.")
+    verified: Literal[True] = True
+
+
+class AccountDeleted(Shape):
+    id: str = Field(description="The login that was deleted; it is free again.")
+    deleted: Literal[True] = True
+
+
+class UserSummary(Shape):
+    id: str = Field(description="The user's login.")
+    created_at: UtcTime
+    verified: bool
+    disabled: bool
+    files: int = Field(ge=0)
+    bytes: int = Field(ge=0, description="Bytes of the user's files.")
+
+
+class UserPage(Page[UserSummary]):
+    """Oldest first."""
+
+
+class UserDetail(UserSummary):
+    mfa: bool = Field(description="Whether a second factor is enabled (§11).")
+    roles: list[str]
+    sessions: int = Field(ge=0, description="Live sessions (signed-in devices).")
+    quota: int | None = Field(description="The user's own quota in bytes (0: unlimited); null: `QUOTA_BYTES`.")
 
 
 class LoggedOut(Shape):

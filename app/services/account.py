@@ -1,16 +1,22 @@
 """A user's own account: devices, sign-in history, change of login or password; superusers; purge of old rows."""
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import DeviceSession, LoginEvent, RefreshToken, User
+from app.db.models import DeviceSession, File, LoginEvent, RefreshToken, Upload, User
 from app.errors import Forbidden, NotFound, UserExists, ValidationError
 from app.ratelimit.throttle import Throttle
 from app.security import Passwords
+from app.services.recovery import Mailing, send_verification
 from app.services.sessions import revoke_sessions
+from app.storage import Storage
+
+log = logging.getLogger("app.accounts")
 
 
 @dataclass(frozen=True)
@@ -53,23 +59,19 @@ def login_history(db: Session, *, user_id: int, page: int, list_size: int) -> tu
 
 
 def change_account(
-    db: Session, *, passwords: Passwords, throttle: Throttle, user_id: int, login: str, session_id: str,
-    current_password: str, new_login: str | None, new_password: str | None, now: datetime,
-) -> str:
+    db: Session, *, passwords: Passwords, throttle: Throttle, mailing: Mailing, user_id: int, login: str,
+    session_id: str, current_password: str, new_login: str | None, new_password: str | None, now: datetime,
+) -> User:
     """Change the login and/or password; a new password signs out every other device in the same commit.
+    A new login is unproven until a message to it comes back (an email one is sent it at once).
     The attempt counts as a wrong guess (Throttle.reauthenticate) until the password proves right."""
     throttle.count_account_change(user_id)
-    throttle.reauthenticate(user_id, login)
-    user = db.get(User, user_id)
-    if user is None:
-        raise NotFound("no such user")
-    if not passwords.verify(user.password_hash, current_password):
-        raise Forbidden("current_password is wrong", {"fields": {"current_password": "wrong password"}})
-    throttle.reauthenticated(user_id, login)
-    if new_login is not None and new_login != user.login:
+    user = _reauthenticated(db, passwords, throttle, user_id=user_id, login=login, current_password=current_password)
+    renamed = new_login is not None and new_login != user.login
+    if renamed:
         if db.scalar(select(User.id).where(User.login == new_login)) is not None:
             raise UserExists()
-        user.login = new_login
+        user.login, user.verified = new_login, False
     if new_password is not None:
         user.password_hash = passwords.hash(new_password)
         revoke_sessions(db, user_id=user_id, keep=session_id, now=now)
@@ -78,7 +80,75 @@ def change_account(
     except IntegrityError:  # a parallel sign-up or rename took the login first
         db.rollback()
         raise UserExists() from None
-    return user.login
+    if renamed and "@" in user.login:
+        send_verification(db, mailing, user_id=user.id, address=user.login, now=now)
+    return user
+
+
+def delete_account(
+    db: Session, storage: Storage, *, passwords: Passwords, throttle: Throttle, user_id: int, login: str,
+    current_password: str, now: datetime,
+) -> str:
+    """The caller's own account gone, after their password (a wrong one counts as a wrong guess)."""
+    _reauthenticated(db, passwords, throttle, user_id=user_id, login=login, current_password=current_password)
+    db.rollback()
+    return erase_user(db, storage, user_id=user_id)
+
+
+def erase_user(db: Session, storage: Storage, *, user_id: int) -> str:
+    """Every row of the user (sessions, tokens, roles, files, uploads, codes: by cascade) in one commit, then
+    every byte; the login is free again at once. Bytes that cannot be removed now (storage down) are left to
+    `flask storage-check --repair`, which removes what no row points at. Answers the login that went."""
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    login = user.login
+    keys = list(db.scalars(select(File.storage_key).where(File.owner_id == user_id)))
+    partials = [ref for ref in db.scalars(select(Upload.storage_ref).where(Upload.owner_id == user_id)) if ref]
+    db.execute(delete(User).where(User.id == user_id).execution_options(synchronize_session=False))
+    _commit_erasure(db, user_id)
+    for key in keys:
+        _drop(lambda: storage.delete(key), key)
+    for ref in partials:
+        _drop(lambda: storage.drop_partial(ref), ref)
+    log.info("user %s deleted with %d files", user_id, len(keys))
+    return login
+
+
+def _commit_erasure(db: Session, user_id: int) -> None:
+    """Commit; if the answer to the COMMIT is lost, ask again whether the user is gone before any byte goes."""
+    try:
+        db.commit()
+    except DBAPIError as e:
+        if not e.connection_invalidated:
+            raise
+        db.rollback()
+        gone = db.scalar(select(User.id).where(User.id == user_id)) is None
+        db.commit()
+        if not gone:
+            raise
+
+
+def _drop(remove: Callable[[], None], name: str) -> None:
+    try:
+        remove()
+    except FileNotFoundError:
+        pass
+    except Exception as e:  # storage down: the bytes stay until storage-check --repair
+        log.warning("bytes %s of a deleted user not removed (%s); storage-check --repair removes them", name, e)
+
+
+def _reauthenticated(
+    db: Session, passwords: Passwords, throttle: Throttle, *, user_id: int, login: str, current_password: str,
+) -> User:
+    throttle.reauthenticate(user_id, login)
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    if not passwords.verify(user.password_hash, current_password):
+        raise Forbidden("current_password is wrong", {"fields": {"current_password": "wrong password"}})
+    throttle.reauthenticated(user_id, login)
+    return user
 
 
 def make_superuser(db: Session, *, passwords: Passwords, login: str, password: str | None, now: datetime) -> bool:

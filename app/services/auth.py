@@ -1,17 +1,17 @@
 """Sign-up, sign-in, refresh-token rotation and logout. Each use case owns its transaction."""
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, false, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import DeviceSession, LoginEvent, RefreshToken, Role, User, UserRole
-from app.errors import InvalidCredentials, InvalidRefreshToken, UserExists
+from app.db.models import DeviceSession, LoginEvent, RefreshToken, User
+from app.errors import AccountDisabled, InvalidCredentials, InvalidRefreshToken, UserExists
 from app.ratelimit.throttle import Throttle
-from app.security import Passwords, TokenPolicy, new_refresh_token, new_session_id, token_hash
-from app.services.sessions import revoke_sessions
+from app.security import Passwords, TokenPolicy, token_hash
+from app.services.recovery import Mailing, send_verification
+from app.services.sessions import Client, IssuedTokens, issue_refresh, revoke_sessions, start_session, token_pair
 
 log = logging.getLogger("app.accounts")
 
@@ -19,34 +19,11 @@ TIDY_EVERY = 3600  # seconds between one user's inline housekeeping runs, per pr
 TIDY_REMEMBERED = 10_000  # users whose last housekeeping time a process keeps
 
 
-@dataclass(frozen=True)
-class Client:
-    ip: str
-    user_agent: str
-
-
-@dataclass(frozen=True)
-class IssuedTokens:
-    login: str
-    session_id: str
-    access_token: str
-    refresh_token: str
-    expires_in: int
-    refresh_expires_in: int
-
-
-def role_names(db: Session, user_id: int) -> list[str]:
-    """The user's role names, sorted, for the `roles` claim of access tokens."""
-    return list(db.scalars(
-        select(Role.name).join(UserRole, UserRole.role_id == Role.id)
-        .where(UserRole.user_id == user_id).order_by(Role.name)
-    ))
-
-
 def sign_up(
-    db: Session, *, passwords: Passwords, policy: TokenPolicy, throttle: Throttle, login: str, password: str,
-    client: Client, now: datetime,
+    db: Session, *, passwords: Passwords, policy: TokenPolicy, throttle: Throttle, mailing: Mailing, login: str,
+    password: str, client: Client, now: datetime,
 ) -> IssuedTokens:
+    """A new user and their first session; an email login is sent a verification message (SPEC §10)."""
     throttle.count_sign_up(client.ip)
     if db.scalar(select(User.id).where(User.login == login)) is not None:
         raise UserExists()
@@ -58,8 +35,10 @@ def sign_up(
         db.rollback()
         raise UserExists() from None
     db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=True))
-    tokens = _start_session(db, policy, user, client, now)
+    tokens = start_session(db, policy, user, client, now)
     db.commit()
+    if "@" in login:
+        send_verification(db, mailing, user_id=user.id, address=login, now=now)
     return tokens
 
 
@@ -82,11 +61,14 @@ def sign_in(
         db.commit()
         raise InvalidCredentials()
     throttle.signed_in(login)
+    if user.disabled:  # told only to whoever knows the password
+        db.rollback()
+        raise AccountDisabled()
     db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=True))
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
     _tidy(db, policy, user.id, now)
-    tokens = _start_session(db, policy, user, client, now)
+    tokens = start_session(db, policy, user, client, now)
     db.commit()
     return tokens
 
@@ -118,16 +100,19 @@ def refresh(
         db.rollback()
         raise InvalidRefreshToken()
     user = db.get(User, device.user_id)
+    if user is None or user.disabled:
+        db.rollback()
+        raise AccountDisabled()
     # This session's rotated tokens that have expired can never be accepted, nor mistaken for a theft.
     db.execute(
         delete(RefreshToken).where(RefreshToken.session_id == device.id, RefreshToken.expires_at <= now)
         .execution_options(synchronize_session=False)
     )
-    refresh_token = _issue_refresh(db, policy, device, now)
+    refresh_token = issue_refresh(db, policy, device, now)
     device.last_used_at = now
     device.ip, device.user_agent = client.ip, client.user_agent
     db.commit()
-    return _token_pair(db, policy, user, device, refresh_token, now)
+    return token_pair(db, policy, user, device, refresh_token, now)
 
 
 def _refuse_refresh(db: Session, policy: TokenPolicy, digest: str, now: datetime) -> None:
@@ -148,34 +133,6 @@ def _refuse_refresh(db: Session, policy: TokenPolicy, digest: str, now: datetime
 def log_out(db: Session, *, session_id: str, now: datetime) -> None:
     revoke_sessions(db, session_id=session_id, now=now)
     db.commit()
-
-
-def _start_session(db: Session, policy: TokenPolicy, user: User, client: Client, now: datetime) -> IssuedTokens:
-    device = DeviceSession(
-        id=new_session_id(), user_id=user.id, created_at=now, last_used_at=now,
-        expires_at=now + timedelta(seconds=policy.refresh_ttl),
-        ip=client.ip, user_agent=client.user_agent,
-    )
-    db.add(device)
-    refresh_token = _issue_refresh(db, policy, device, now)
-    db.flush()
-    _cap_sessions(db, policy, user.id, now)
-    return _token_pair(db, policy, user, device, refresh_token, now)
-
-
-def _cap_sessions(db: Session, policy: TokenPolicy, user_id: int, now: datetime) -> None:
-    """Beyond MAX_SESSIONS_PER_USER live sessions, the least recently used are signed out.
-
-    They are deleted, not kept as revoked rows: nothing reads a session signed out this way again (its
-    tokens fail the same way), and a user signing in over and over must not grow the table.
-    """
-    surplus = list(db.scalars(
-        select(DeviceSession.id).where(DeviceSession.user_id == user_id, DeviceSession.live(now))
-        .order_by(DeviceSession.last_used_at.desc(), DeviceSession.created_at.desc(), DeviceSession.id)
-        .offset(policy.max_sessions)
-    ))
-    if surplus:
-        db.execute(delete(DeviceSession).where(DeviceSession.id.in_(surplus)).execution_options(synchronize_session=False))
 
 
 def _tidy(db: Session, policy: TokenPolicy, user_id: int, now: datetime) -> None:
@@ -204,25 +161,3 @@ def _tidy(db: Session, policy: TokenPolicy, user_id: int, now: datetime) -> None
     )
 
 
-def _issue_refresh(db: Session, policy: TokenPolicy, device: DeviceSession, now: datetime) -> str:
-    """A new refresh token; the session's expiry slides with it, but never past SESSION_MAX_AGE from sign-in."""
-    raw = new_refresh_token()
-    expires_at = min(
-        now + timedelta(seconds=policy.refresh_ttl), device.created_at + timedelta(seconds=policy.session_max_age),
-    )
-    device.expires_at = expires_at
-    db.add(RefreshToken(token_hash=token_hash(raw), session_id=device.id, created_at=now, expires_at=expires_at))
-    return raw
-
-
-def _token_pair(
-    db: Session, policy: TokenPolicy, user: User, device: DeviceSession, refresh_token: str, now: datetime,
-) -> IssuedTokens:
-    return IssuedTokens(
-        login=user.login,
-        session_id=device.id,
-        access_token=policy.issue_access(user.id, device.id, role_names(db, user.id)),
-        refresh_token=refresh_token,
-        expires_in=policy.access_ttl,
-        refresh_expires_in=max(0, int((device.expires_at - now).total_seconds())),
-    )

@@ -23,6 +23,7 @@ from tests.conftest import FAST_HASH, JWT_TEST_SECRET, app_config, start_gunicor
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 FUZZ_LOGIN = "fuzz@example.com"
 FUZZ_PASSWORD = "fuzzing superuser 7f3c"  # unlike any example in the document, so no example can change it
+FUZZ_VICTIM = "fuzz-victim@example.com"
 MAX_UPLOAD_BYTES = 64 * 1024
 PHASES = ("Examples", "Coverage", "Fuzzing", "Stateful")
 
@@ -37,6 +38,9 @@ def fuzz_server(database_urls, tmp_path):
         args=["create-superuser", "--id", FUZZ_LOGIN], env={"SUPERUSER_PASSWORD": FUZZ_PASSWORD}
     )
     assert result.exit_code == 0, result.output
+    # The admin operations act on this user, never on the superuser the run signs in as.
+    victim = app.test_client().post("/signup", json={"id": FUZZ_VICTIM, "password": FUZZ_PASSWORD})
+    assert victim.status_code == 201, victim.json
     server = start_gunicorn({
         "DATABASE_URL": url,
         "JWT_SECRET": JWT_TEST_SECRET,
@@ -69,7 +73,8 @@ def test_schemathesis_finds_no_failures(fuzz_server, tmp_path):
     for variable, option in (("FUZZ_MAX_EXAMPLES", "--max-examples"), ("FUZZ_SEED", "--seed")):
         if os.environ.get(variable):
             command += [option, os.environ[variable]]
-    env = {**os.environ, "FUZZ_LOGIN": FUZZ_LOGIN, "FUZZ_PASSWORD": FUZZ_PASSWORD, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks"}
+    env = {**os.environ, "FUZZ_LOGIN": FUZZ_LOGIN, "FUZZ_PASSWORD": FUZZ_PASSWORD, "FUZZ_VICTIM": FUZZ_VICTIM,
+           "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks"}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     report = run.stdout + run.stderr
     print(report)  # pytest shows it for a failure, and with -s always
