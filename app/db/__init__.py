@@ -4,11 +4,12 @@ the request's session is app.http.context.get_db).
 models (tables), engines (drivers and pools), reads (the hot raw-cursor reads), green_mysql (mysqlclient
 on the event loop)."""
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.db.engines import make_engine, share_disconnects
@@ -72,3 +73,30 @@ def autocommit(db: Session) -> Engine:
     """The app's autocommit engine, for single statements that need no transaction (the hot reads of
     app.db.reads, the session's last-used time): no BEGIN/ROLLBACK round trips."""
     return db.info["autocommit"]
+
+
+class OutcomeUnknown(Exception):
+    """A COMMIT was sent and its answer lost, and the database cannot be asked now whether it took effect."""
+
+
+def commit_checked(db: Session, took_effect: Callable[[], bool]) -> bool:
+    """Commit; when the connection drops after the COMMIT was sent (a network blip, a fail-over), the commit
+    may well have taken effect, so the database is asked again on a new connection (`took_effect`): yes, and
+    the commit stands (True: it was checked); no, and the error is the failure it seemed; no answer at all,
+    and OutcomeUnknown. What happens after a commit (removing bytes) must never follow a guess."""
+    try:
+        db.commit()
+        return False
+    except DBAPIError as e:
+        if not e.connection_invalidated:
+            raise
+        db.rollback()
+        try:
+            committed = took_effect()
+            db.commit()
+        except DBAPIError:
+            db.rollback()
+            raise OutcomeUnknown() from e
+        if not committed:
+            raise
+        return True

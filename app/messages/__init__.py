@@ -80,7 +80,8 @@ class Outbox:
         email = EmailMessage()
         email["From"], email["To"], email["Subject"] = self.mail_from, message.to, message.subject
         email["Date"], email["Message-ID"] = formatdate(localtime=False), make_msgid(domain=_domain(self.mail_from))
-        email.set_content(message.text)
+        # Plain ASCII goes as it is (readable in instance/mail/ too); anything else quoted-printable.
+        email.set_content(message.text, cte="7bit" if message.text.isascii() else "quoted-printable")
         content = email.as_bytes()
         if self.mail_url == "log":
             return lambda: self._keep(message, content, ".eml")

@@ -5,9 +5,10 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import commit_checked
 from app.db.models import DeviceSession, File, LoginEvent, RefreshToken, Upload, User
 from app.errors import Forbidden, NotFound, UserExists, ValidationError
 from app.ratelimit.throttle import Throttle
@@ -106,27 +107,14 @@ def erase_user(db: Session, storage: Storage, *, user_id: int) -> str:
     keys = list(db.scalars(select(File.storage_key).where(File.owner_id == user_id)))
     partials = [ref for ref in db.scalars(select(Upload.storage_ref).where(Upload.owner_id == user_id)) if ref]
     db.execute(delete(User).where(User.id == user_id).execution_options(synchronize_session=False))
-    _commit_erasure(db, user_id)
+    # Bytes go only once the rows are surely gone (and with OutcomeUnknown, none go: storage-check will).
+    commit_checked(db, lambda: db.scalar(select(User.id).where(User.id == user_id)) is None)
     for key in keys:
         _drop(lambda: storage.delete(key), key)
     for ref in partials:
         _drop(lambda: storage.drop_partial(ref), ref)
     log.info("user %s deleted with %d files", user_id, len(keys))
     return login
-
-
-def _commit_erasure(db: Session, user_id: int) -> None:
-    """Commit; if the answer to the COMMIT is lost, ask again whether the user is gone before any byte goes."""
-    try:
-        db.commit()
-    except DBAPIError as e:
-        if not e.connection_invalidated:
-            raise
-        db.rollback()
-        gone = db.scalar(select(User.id).where(User.id == user_id)) is None
-        db.commit()
-        if not gone:
-            raise
 
 
 def _drop(remove: Callable[[], None], name: str) -> None:

@@ -15,9 +15,10 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import magic
 from sqlalchemy import Integer, Select, bindparam, delete, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import OutcomeUnknown, commit_checked
 from app.db.models import File
 from app.db.reads import Read
 from app.errors import (
@@ -386,34 +387,15 @@ def rows_for_stored(db: Session, undo: Callable[[], None]) -> Iterator[None]:
         raise
 
 
-class OutcomeUnknown(Exception):
-    """A COMMIT was sent and its answer lost, and the database cannot be asked now whether it took effect."""
-
-
 def commit_pointing_at(db: Session, key: str) -> None:
-    """Commit a transaction that makes a file row point at the stored bytes `key`.
-
-    When the connection drops after the COMMIT was sent (a network blip, a fail-over), the commit may well
-    have taken effect. Taking the error for a rollback would remove bytes a row now points at; so the
-    database is asked again, on a new connection, whether a row points at `key`: yes, and the commit
-    stands; no, and the error is the failure it seemed; no answer, and OutcomeUnknown keeps the bytes.
-    """
+    """Commit a transaction that makes a file row point at the stored bytes `key` (commit_checked): bytes a
+    row may point at are never removed on a guess; OutcomeUnknown keeps them."""
     try:
-        db.commit()
-    except DBAPIError as e:
-        if not e.connection_invalidated:
-            raise
-        db.rollback()
-        try:
-            committed = db.scalar(select(File.id).where(File.storage_key == key)) is not None
-            db.commit()
-        except DBAPIError:
-            db.rollback()
-            log.error("the answer to a commit was lost and the database cannot be asked; keeping bytes %s", key)
-            raise OutcomeUnknown() from e
-        if not committed:
-            raise
-        log.warning("the answer to a commit was lost; it had taken effect (bytes %s)", key)
+        if commit_checked(db, lambda: db.scalar(select(File.id).where(File.storage_key == key)) is not None):
+            log.warning("the answer to a commit was lost; it had taken effect (bytes %s)", key)
+    except OutcomeUnknown:
+        log.error("the answer to a commit was lost and the database cannot be asked; keeping bytes %s", key)
+        raise
 
 
 def discard(storage: Storage, key: str) -> None:
