@@ -86,7 +86,7 @@ def test_the_bearer_check_and_the_file_list_on_each_driver(server_url, database_
     for name in ("a.txt", "b.txt", "c.txt"):
         response = client.post("/file/upload", headers=headers, data={"file": (io.BytesIO(name.encode()), name)})
         assert response.status_code == 201
-    assert client.get("/info", headers=headers).json["data"] == {"id": "drivers@example.com"}
+    assert client.get("/info", headers=headers).json["data"] == {"id": "drivers@example.com", "verified": False}
     page = client.get("/file/list?page=1&list_size=2", headers=headers).json["data"]
     assert [item["name"] for item in page["items"]] == ["c.txt", "b.txt"]
     assert page["total"] == 3 and page["items"][0]["size"] == 5

@@ -372,3 +372,16 @@ def test_the_console_lists_disables_enables_and_deletes_users(app, client):
     assert unknown.exit_code != 0 and "no such user" in unknown.output
     assert runner.invoke(args=["users", "delete", "ann@example.com", "--yes"]).exit_code == 0
     assert user_id_of(app, "ann@example.com") is None
+
+
+def test_tokens_and_codes_expire(mail_app, mail):
+    client = mail_app(RESET_TOKEN_TTL=1, VERIFY_TOKEN_TTL=1).test_client()
+    sign_up(client, "ann@example.com")
+    verify_token, _ = proof(body_of(mail.wait_for("ann@example.com")))
+    client.post("/password/forgot", json={"id": "ann@example.com"})
+    reset_token, reset_code = proof(body_of(mail.wait_for("ann@example.com", count=2)))
+    time.sleep(1.2)
+    assert error_code(client.post("/verify/confirm", json={"token": verify_token})) == "invalid_code"
+    for late in ({"token": reset_token}, {"id": "ann@example.com", "code": reset_code}):
+        answer = client.post("/password/reset", json={**late, "password": NEW_PASSWORD})
+        assert answer.status_code == 401 and error_code(answer) == "invalid_code"
