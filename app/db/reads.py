@@ -43,13 +43,14 @@ class Read:
         self.row = namedtuple("Row", [column.key for column in statement.selected_columns])  # type: ignore[misc]
         self._plans: "weakref.WeakKeyDictionary[Dialect, _Plan]" = weakref.WeakKeyDictionary()
 
-    def first(self, db: Session, params: Mapping[str, Any]) -> Any | None:
+    def first(self, db: Session | Engine, params: Mapping[str, Any]) -> Any | None:
         rows = self.all(db, params)
         return rows[0] if rows else None
 
-    def all(self, db: Session, params: Mapping[str, Any]) -> list[Any]:
-        """The rows, read on the session's autocommit engine (outside its transaction)."""
-        engine = db.info["autocommit"]
+    def all(self, db: Session | Engine, params: Mapping[str, Any]) -> list[Any]:
+        """The rows, read on the session's autocommit engine (outside its transaction), or on `db` if it is
+        an autocommit engine itself (the bearer check, which needs no session of its own)."""
+        engine = db.info["autocommit"] if isinstance(db, Session) else db
         started = time.monotonic()
         try:
             return self._all(engine, params)

@@ -8,7 +8,7 @@ from flask import current_app, g, request
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.db import autocommit, utcnow
+from app.db import utcnow
 from app.db.models import DeviceSession, Role, User, UserRole
 from app.db.reads import Read
 from app.errors import AccountDisabled, Forbidden, InvalidToken, MissingToken
@@ -81,8 +81,8 @@ def authenticate() -> None:
         raise MissingToken()
     claims = tokens().decode_access(token)
     now = utcnow()
-    db = get_db()
-    row = SESSION_LOOKUP.first(db, {"sid": claims["sid"], "now": now})
+    engine = current_app.extensions["autocommit_engine"]  # one read, no Session needed for it
+    row = SESSION_LOOKUP.first(engine, {"sid": claims["sid"], "now": now})
     if row is None or str(row.user_id) != claims["sub"]:
         raise InvalidToken("the session of this token has been signed out")
     if row.disabled:
@@ -91,7 +91,7 @@ def authenticate() -> None:
         raise Forbidden("confirm your login first: POST /verify/request sends the message")
     # last_used_at is written at most every SESSION_TOUCH_SECONDS, not on every request
     if now - row.last_used_at > timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"]):
-        with autocommit(db).connect() as connection:
+        with engine.connect() as connection:
             connection.execute(SESSION_TOUCH, {"sid": claims["sid"], "now": now})
     g.caller = Caller(row.user_id, claims["sid"], row.login, row.file_count, row.bytes_used, row.bytes_reserved,
                       row.quota_bytes, bool(row.verified))
