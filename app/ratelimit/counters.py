@@ -44,9 +44,12 @@ class Counters(Protocol):
 UPSERT = {
     # A window opens with the first hit and lasts `seconds`; a hit after it ends opens the next one.
     # MySQL and MariaDB assign left to right: `expires_at` is set last, so the tests before it see the old one.
+    # Each hit reads back its own count, not one a parallel hit raised meanwhile (which would refuse a hit
+    # still within the limit): LAST_INSERT_ID(expr) keeps the value for this connection alone, and
+    # SQLite's RETURNING answers from the same statement.
     "mysql": text(
-        "INSERT INTO rate_counters (`key`, window_start, expires_at, hits) VALUES (:key, :now, :end, 1) "
-        "ON DUPLICATE KEY UPDATE hits = IF(expires_at <= :now, 1, hits + 1), "
+        "INSERT INTO rate_counters (`key`, window_start, expires_at, hits) VALUES (:key, :now, :end, LAST_INSERT_ID(1)) "
+        "ON DUPLICATE KEY UPDATE hits = LAST_INSERT_ID(IF(expires_at <= :now, 1, hits + 1)), "
         "window_start = IF(expires_at <= :now, :now, window_start), "
         "expires_at = IF(expires_at <= :now, :end, expires_at)"
     ),
@@ -54,9 +57,11 @@ UPSERT = {
         "INSERT INTO rate_counters (key, window_start, expires_at, hits) VALUES (:key, :now, :end, 1) "
         "ON CONFLICT (key) DO UPDATE SET hits = CASE WHEN expires_at <= :now THEN 1 ELSE hits + 1 END, "
         "window_start = CASE WHEN expires_at <= :now THEN :now ELSE window_start END, "
-        "expires_at = CASE WHEN expires_at <= :now THEN :end ELSE expires_at END"
+        "expires_at = CASE WHEN expires_at <= :now THEN :end ELSE expires_at END "
+        "RETURNING hits, expires_at"
     ),
 }
+OWN_COUNT = text("SELECT LAST_INSERT_ID() AS hits, expires_at FROM rate_counters WHERE `key` = :key")
 READ = select(RateCounter.hits, RateCounter.expires_at).where(RateCounter.key == bindparam("key"))
 GIVE_BACK = (
     update(RateCounter)
@@ -66,11 +71,12 @@ GIVE_BACK = (
 
 
 class DatabaseCounters:
-    """One upsert and one read per hit: atomic across processes and instances."""
+    """One upsert per hit (and on MySQL a read of what it counted): atomic across processes and instances."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.upsert = UPSERT["sqlite" if engine.dialect.name == "sqlite" else "mysql"]
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.upsert = UPSERT["sqlite" if self.sqlite else "mysql"]
         self.purged_at = 0.0
 
     def hit(self, key: str, seconds: int, connection: Connection | None = None) -> Count:
@@ -79,8 +85,8 @@ class DatabaseCounters:
             with self.engine.connect() as own:
                 return self.hit(key, seconds, own)
         now = int(time.time())
-        connection.execute(self.upsert, {"key": key, "now": now, "end": now + seconds})
-        row = connection.execute(READ, {"key": key}).one()
+        counted = connection.execute(self.upsert, {"key": key, "now": now, "end": now + seconds})
+        row = counted.one() if self.sqlite else connection.execute(OWN_COUNT, {"key": key}).one()
         if now - self.purged_at > PURGE_EVERY:
             self.purged_at = now
             connection.execute(delete(RateCounter).where(RateCounter.expires_at < now))
