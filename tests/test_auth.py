@@ -452,6 +452,23 @@ def test_health_ok(client):
     assert response.json["data"]["database"] == "ok"
 
 
+def test_ready_names_each_part_that_does_not_answer(make_app, tmp_path):
+    ready = make_app().test_client().get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json["data"] == {"status": "ok", "database": "ok", "storage": "ok", "redis": "not configured"}
+    uploads = tmp_path / "frozen-uploads"
+    app = make_app(UPLOAD_DIR=str(uploads), RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", RATELIMIT_STORAGE_TIMEOUT=0.5)
+    storage = app.extensions["storage"]
+    storage.tmp.rmdir()  # the volume went away under the service
+    try:
+        answer = app.test_client().get("/health/ready")
+    finally:
+        storage.tmp.mkdir()
+    assert answer.status_code == 503 and error_code(answer) == "service_unavailable"
+    assert answer.json["error"]["details"] == {"failed": ["storage", "redis"]}
+    assert app.test_client().get("/health").status_code == 200  # liveness and the database: fine
+
+
 def test_health_and_protected_routes_503_when_database_unreachable(make_app, signed_in):
     down = make_app(DATABASE_URL="mysql+pymysql://root@127.0.0.1:1/nothing", DB_CONNECT_TIMEOUT=2).test_client()
     health = down.get("/health")

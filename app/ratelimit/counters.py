@@ -149,6 +149,11 @@ class RedisCounters:
     def peek(self, key: str, seconds: int) -> Count:
         return self._redis(self._peek, key, seconds) or self.fallback.peek(key, seconds)
 
+    def check(self) -> None:
+        """Raise unless Redis answers now (readiness: the limits work, but from the database meanwhile)."""
+        if not self.storage.check():
+            raise ConnectionError("Redis does not answer")
+
 
 def from_config(config, database: DatabaseCounters) -> Counters:
     uri = config["RATELIMIT_STORAGE_URI"] or "memory://"

@@ -237,3 +237,7 @@ class Health(Shape):
     status: Literal["ok"] = "ok"
     database: Literal["ok"] = "ok"
     storage: Literal["ok"] = "ok"
+
+
+class Ready(Health):
+    redis: Literal["ok", "not configured"] = Field(description="The rate-limit store, when RATELIMIT_STORAGE_URI is redis://.")
