@@ -324,16 +324,21 @@ def test_a_disabled_user_is_refused_everywhere_at_once_until_enabled(mail_app, a
     disabled = client.post("/admin/users/ann@example.com/disable", headers=admin)
     assert disabled.status_code == 200 and disabled.json["data"]["disabled"] is True
     assert disabled.json["data"]["sessions"] == 0 and other.get(link).status_code == 404
-    for instance in (client, other):
-        assert instance.get("/info", headers=headers).status_code == 401  # its sessions are gone
+    for instance in (client, other):  # its sessions are gone, and the next request says why
+        refused = instance.get("/info", headers=headers)
+        assert refused.status_code == 403 and error_code(refused) == "account_disabled"
     right = client.post("/signin", json={"id": "ann@example.com", "password": PASSWORD})
     assert right.status_code == 403 and error_code(right) == "account_disabled"
     wrong = client.post("/signin", json={"id": "ann@example.com", "password": "not the password"})
     assert error_code(wrong) == "invalid_credentials"  # a guesser learns nothing
-    assert error_code(client.post("/signin/new_token", json={"refresh_token": signed["refresh_token"]})) in (
-        "account_disabled", "invalid_refresh_token")
+    refreshed = client.post("/signin/new_token", json={"refresh_token": signed["refresh_token"]})
+    assert refreshed.status_code == 403 and error_code(refreshed) == "account_disabled"
     assert client.post("/admin/users/ann@example.com/enable", headers=admin).json["data"]["disabled"] is False
     assert client.post("/signin", json={"id": "ann@example.com", "password": PASSWORD}).status_code == 200
+    # enabling does not bring the revoked sessions back
+    assert error_code(client.get("/info", headers=headers)) == "invalid_token"
+    assert error_code(client.post("/signin/new_token", json={"refresh_token": signed["refresh_token"]})) == (
+        "invalid_refresh_token")
 
 
 def test_a_disabled_user_with_a_live_session_gets_account_disabled(app, client):
@@ -363,10 +368,11 @@ def test_the_console_lists_disables_enables_and_deletes_users(app, client):
     assert listed.exit_code == 0 and "bob@example.com" in listed.output and "ann@" not in listed.output
     assert "1 user" in listed.output
     assert runner.invoke(args=["users", "disable", "bob@example.com"]).exit_code == 0
-    assert client.get("/info", headers=headers).status_code == 401  # signed out everywhere
+    assert error_code(client.get("/info", headers=headers)) == "account_disabled"  # signed out everywhere
     assert error_code(client.post("/signin", json={"id": "bob@example.com", "password": PASSWORD})) == "account_disabled"
     assert "disabled" in runner.invoke(args=["users", "list"]).output
     assert runner.invoke(args=["users", "enable", "bob@example.com"]).exit_code == 0
+    assert error_code(client.get("/info", headers=headers)) == "invalid_token"  # the old sessions stay signed out
     assert client.post("/signin", json={"id": "bob@example.com", "password": PASSWORD}).status_code == 200
     unknown = runner.invoke(args=["users", "disable", "nobody@example.com"])
     assert unknown.exit_code != 0 and "no such user" in unknown.output

@@ -10,8 +10,9 @@ export class ApiError extends Error {
   }
 }
 
-// Status codes after which the session is gone for good: signing in again is the only way on.
-const SESSION_ENDED = new Set(["invalid_token", "invalid_refresh_token", "missing_token"]);
+// Error codes after which the session is gone for good: signing in again is the only way on
+// (account_disabled: an administrator revoked every session; the sign-in form shows why).
+const SESSION_ENDED = new Set(["invalid_token", "invalid_refresh_token", "missing_token", "account_disabled"]);
 
 // Seconds before its expiry at which accessToken() renews a token rather than send it.
 const TOKEN_MARGIN = 5;
@@ -90,24 +91,7 @@ export class Api {
 
   // The zip of everything of mine, as a Blob (a download needs the Authorization header).
   exportAccount() {
-    return this.#authorized(async (token) => {
-      let response;
-      try {
-        response = await fetch(`${this.#base}/user/export`, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
-      } catch {
-        throw unreachable(this.#base);
-      }
-      if (!response.ok) {
-        let envelope = null;
-        try {
-          envelope = await response.json();
-        } catch {
-          // reported from the status alone
-        }
-        unwrap(response.status, envelope, response.headers.get("Retry-After"));
-      }
-      return response.blob();
-    });
+    return this.#authorized((token) => this.#request("GET", "/user/export", { token, blob: true }));
   }
 
   sessions() {
@@ -237,7 +221,8 @@ export class Api {
 
   // --- transport ----------------------------------------------------------
 
-  async #request(method, path, { json, token } = {}) {
+  // `blob`: a success answers with its body as a Blob (a file), not the envelope's data.
+  async #request(method, path, { json, token, blob = false } = {}) {
     const headers = {};
     if (token) headers.Authorization = `Bearer ${token}`;
     if (json !== undefined) headers["Content-Type"] = "application/json";
@@ -252,6 +237,7 @@ export class Api {
     } catch {
       throw unreachable(this.#base);
     }
+    if (blob && response.ok) return response.blob();
     let envelope = null;
     try {
       envelope = await response.json();

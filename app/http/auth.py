@@ -22,6 +22,8 @@ SESSION_LOOKUP = Read(
     .join(User, User.id == DeviceSession.user_id)
     .where(DeviceSession.id == bindparam("sid"), DeviceSession.live(bindparam("now")))
 )
+# Read only when a validly signed token's session is gone: was its user disabled (SPEC §10)?
+USER_DISABLED = Read(select(User.disabled).where(User.id == bindparam("uid")))
 # REQUIRE_VERIFIED=true: the blueprints an unverified user is refused (SPEC §10).
 NEED_VERIFIED = {"files", "links", "uploads"}
 SESSION_TOUCH = update(DeviceSession).where(DeviceSession.id == bindparam("sid")).values(last_used_at=bindparam("now"))
@@ -84,6 +86,10 @@ def authenticate() -> None:
     engine = current_app.extensions["autocommit_engine"]  # one read, no Session needed for it
     row = SESSION_LOOKUP.first(engine, {"sid": claims["sid"], "now": now})
     if row is None or str(row.user_id) != claims["sub"]:
+        # Disabling revokes the sessions; the client still learns why its token stopped working.
+        owner = USER_DISABLED.first(engine, {"uid": int(claims["sub"])}) if claims["sub"].isdigit() else None
+        if owner is not None and owner.disabled:
+            raise AccountDisabled()
         raise InvalidToken("the session of this token has been signed out")
     if row.disabled:
         raise AccountDisabled()

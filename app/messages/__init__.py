@@ -6,6 +6,7 @@ never raised to the request that asked. Nothing here imports Flask.
 """
 import json
 import logging
+import os
 import re
 import smtplib
 import ssl
@@ -125,8 +126,12 @@ class Outbox:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns() % 10**9:09d}-{UNSAFE_IN_NAMES.sub('_', message.to)}"
         path = self.log_dir / (name + suffix)
-        path.write_bytes(content)
-        path.chmod(0o600)
+        # Written under another name and renamed, so a reader watching the folder never sees half a
+        # message; 0600 from the first byte, since it holds a working sign-in link.
+        part = self.log_dir / (name + ".part")
+        with open(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(content)
+        os.replace(part, path)
         log.info("message to %s (%s) kept in %s:\n%s", message.to, message.subject, path, message.text)
 
 

@@ -37,8 +37,7 @@ def ping():
 @operation("health", "service", "Readiness: the database and the file storage answer", returns=shapes.Health)
 def health():
     try:
-        with autocommit(get_db()).connect() as connection:
-            connection.execute(text("SELECT 1"))
+        _database_answers()
     except Exception as e:  # any failure to reach the database means "not healthy"
         raise ServiceUnavailable(f"database unreachable: {type(e).__name__}") from None
     try:

@@ -96,13 +96,15 @@ def refresh(
         select(DeviceSession).join(RefreshToken)
         .where(RefreshToken.token_hash == digest, DeviceSession.live(now))
     )
-    if device is None:
+    user = db.get(User, device.user_id) if device is not None else None
+    if device is None or user is None or user.disabled:
+        # A signed-out session's token is refused; one a disabling revoked says why (SPEC §10).
+        disabled = user.disabled if user is not None else db.scalar(
+            select(User.disabled).join(DeviceSession).join(RefreshToken).where(RefreshToken.token_hash == digest))
         db.rollback()
+        if disabled:
+            raise AccountDisabled()
         raise InvalidRefreshToken()
-    user = db.get(User, device.user_id)
-    if user is None or user.disabled:
-        db.rollback()
-        raise AccountDisabled()
     # This session's rotated tokens that have expired can never be accepted, nor mistaken for a theft.
     db.execute(
         delete(RefreshToken).where(RefreshToken.session_id == device.id, RefreshToken.expires_at <= now)
