@@ -87,6 +87,19 @@ class Config:
     RESET_TOKEN_TTL = int(os.environ.get("RESET_TOKEN_TTL", "900"))
     VERIFY_TOKEN_TTL = int(os.environ.get("VERIFY_TOKEN_TTL", "86400"))
     RATELIMIT_MAIL = os.environ.get("RATELIMIT_MAIL", "5 per hour")  # per login and per address
+
+    # second factor and passkeys (SPEC §11)
+    # Former values of JWT_SECRET, comma-separated: TOTP secrets sealed under them still open, and are sealed
+    # again under the current one when used (or all at once by `flask users reseal-factors`).
+    JWT_SECRET_PREVIOUS = os.environ.get("JWT_SECRET_PREVIOUS", "")
+    MFA_TOKEN_TTL = int(os.environ.get("MFA_TOKEN_TTL", "300"))  # the second step of a sign-in; WebAuthn challenges
+    # The passkeys' relying party: a domain that is the web client's host or a parent of it; "" → PUBLIC_URL's
+    # host, else "localhost". The name is shown by authenticators and as the issuer in authenticator apps.
+    WEBAUTHN_RP_ID = os.environ.get("WEBAUTHN_RP_ID", "")
+    WEBAUTHN_RP_NAME = os.environ.get("WEBAUTHN_RP_NAME", "Files")
+    # The web client's origins, comma-separated (https://app.example.com); "" → any origin on the RP id or
+    # under it (https, or http on localhost), which is what browsers themselves allow for that RP id.
+    WEBAUTHN_ORIGINS = os.environ.get("WEBAUTHN_ORIGINS", "")
     REQUIRE_VERIFIED = as_bool(os.environ.get("REQUIRE_VERIFIED"))  # file routes refuse unverified users (403)
 
     # files

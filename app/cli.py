@@ -14,7 +14,7 @@ from app.http.context import get_db, passwords, storage
 from app.http.parsing import login_of
 from app.schemas.requests import check_password
 from app.services.account import erase_user, make_superuser, purge, user_exists, user_id_of
-from app.services.admin import find_users, set_disabled, user_by_login
+from app.services.admin import find_users, reset_factors, set_disabled, user_by_login
 from app.services.files import check_storage
 from app.services.quota import set_quota, usage
 from app.services.uploads import check_uploads
@@ -222,6 +222,17 @@ def users_disable(login: str) -> None:
 def users_enable(login: str) -> None:
     detail = _changed(lambda: set_disabled(get_db(), login=_console_login(login), disabled=False, now=utcnow()))
     click.echo(f"{detail.user.login} enabled")
+
+
+@users.command("reset-mfa")
+@click.argument("login")
+@with_appcontext
+def users_reset_mfa(login: str) -> None:
+    """Remove the user's authenticator app, recovery codes and passkeys (they lost every factor): the
+    password alone signs in again. Check who is asking first; the reset shows in their sign-in history."""
+    user, passkeys = _changed(lambda: reset_factors(get_db(), login=_console_login(login), now=utcnow()))
+    click.echo(f"{user.login}: authenticator app, recovery codes and {passkeys} passkey"
+               f"{'' if passkeys == 1 else 's'} removed")
 
 
 @users.command("delete")

@@ -91,6 +91,13 @@ class InvalidCode(ApiError):
                    "wrong tries a code stays refused until a new one is asked for")
 
 
+class MfaRequired(ApiError):
+    status, code, message = 401, "mfa_required", "the password was right; now the second factor"
+    description = ("the password was right but the account has a second factor: at sign-in `details.mfa_token` "
+                   "continues at `POST /signin/mfa`; `details.methods` lists the ways (`totp`, `recovery_code`, "
+                   "`passkey`); elsewhere, send `code` or `recovery_code` with the password")
+
+
 class AccountDisabled(ApiError):
     status, code, message = 403, "account_disabled", "this account has been disabled by an administrator"
     description = "sign-in, refresh or any request of a user an administrator disabled"

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -17,8 +18,10 @@ from app.http.handlers import register_error_handlers
 from app.messages import Outbox
 from app.ratelimit import counters
 from app.ratelimit.throttle import Limit, Throttle
-from app.security import LINK_EXPIRY_MAX, LinkSigner, Passwords, TokenPolicy
+from app.security import LINK_EXPIRY_MAX, LinkSigner, Passwords, SecretBox, TokenPolicy
 from app.services.codes import CodeKey
+from app.services.factors import FactorKeys
+from app.services.passkeys import RelyingParty
 from config import Config
 
 JSON_BODY_LIMIT = 1 << 20  # non-upload bodies; upload routes raise their own limit
@@ -82,6 +85,23 @@ def configure_security(app: Flask) -> None:
         app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_KIB"], app.config["ARGON2_PARALLELISM"]
     )
     app.extensions["code_key"] = CodeKey.from_secret(secret)
+    previous = tuple(s.strip() for s in app.config["JWT_SECRET_PREVIOUS"].split(",") if s.strip())
+    app.extensions["factor_keys"] = FactorKeys(
+        box=SecretBox(secret, previous), key=app.extensions["code_key"], issuer=app.config["WEBAUTHN_RP_NAME"],
+        ttl=app.config["MFA_TOKEN_TTL"],
+    )
+    app.extensions["relying_party"] = relying_party(app.config)
+
+
+def relying_party(config: dict) -> RelyingParty:
+    """WEBAUTHN_RP_ID, else PUBLIC_URL's host, else localhost; origins as given (checked to be origins)."""
+    rp_id = config["WEBAUTHN_RP_ID"].strip() or urlsplit(config["PUBLIC_URL"]).hostname or "localhost"
+    origins = tuple(o.strip().rstrip("/") for o in config["WEBAUTHN_ORIGINS"].split(",") if o.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
+            raise RuntimeError(f"WEBAUTHN_ORIGINS: {origin!r} is not an origin (scheme://host[:port])")
+    return RelyingParty(id=rp_id, name=config["WEBAUTHN_RP_NAME"], origins=origins)
 
 
 def configure_messages(app: Flask) -> None:
@@ -143,7 +163,7 @@ def configure_limits(app: Flask) -> None:
     )
 
 
-ROUTES = ("auth", "recovery", "info", "account", "admin", "roles", "files", "links", "uploads")  # app.routes.*, in this order
+ROUTES = ("auth", "recovery", "info", "account", "factors", "admin", "roles", "files", "links", "uploads")  # app.routes.*, in this order
 
 
 def load_modules() -> None:

@@ -1,4 +1,5 @@
-"""Password hashing (argon2id), access JWTs with a pinned algorithm, opaque refresh tokens, file-link tokens."""
+"""Password hashing (argon2id), access JWTs with a pinned algorithm, opaque refresh tokens, file-link tokens,
+and the sealing of second-factor secrets at rest."""
 import base64
 import hashlib
 import hmac
@@ -13,6 +14,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.exceptions import InvalidTag
+from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from app import threads
@@ -181,3 +183,40 @@ class LinkSigner:
         if kind not in LINK_KINDS:  # signed by a later format this code does not know
             raise NotFound("this file link is not valid")
         return LinkClaims(file_id, key.hex(), sid.hex(), expires, LINK_KINDS[kind])
+
+
+# -- secrets at rest ---------------------------------------------------------------------------------
+
+SEAL_KEY_LABEL = b"filesvc second-factor seal v1"
+
+
+class SecretBox:
+    """Seals secrets the service must read back (TOTP secrets) under a key derived from JWT_SECRET.
+
+    Fernet (AES-128-CBC and HMAC-SHA256, `cryptography`): a copy of the database alone gives no secret,
+    and a sealed value cannot be altered unnoticed. Rotation: the former secrets (JWT_SECRET_PREVIOUS)
+    still open what they sealed; `reseal` seals it again under the current one.
+    """
+
+    def __init__(self, secret: str, previous: tuple[str, ...] = ()):
+        keys = [base64.urlsafe_b64encode(hmac.new(s.encode(), SEAL_KEY_LABEL, hashlib.sha256).digest())
+                for s in (secret, *previous)]
+        self._current = Fernet(keys[0])
+        self._all = MultiFernet([Fernet(key) for key in keys])
+
+    def seal(self, plain: str) -> str:
+        return self._current.encrypt(plain.encode()).decode("ascii")
+
+    def open(self, sealed: str) -> str:
+        """The plain value; cryptography.fernet.InvalidToken if no known key sealed it."""
+        return self._all.decrypt(sealed.encode("ascii")).decode()
+
+    def is_current(self, sealed: str) -> bool:
+        try:
+            self._current.decrypt(sealed.encode("ascii"))
+        except Exception:  # sealed under a former secret (or not at all)
+            return False
+        return True
+
+    def reseal(self, sealed: str) -> str:
+        return self._all.rotate(sealed.encode("ascii")).decode("ascii")

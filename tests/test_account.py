@@ -171,7 +171,7 @@ def test_history_records_attacks_on_my_id_without_other_users_attempts(client):
         (False, "attacker/1", "203.0.113.9"),
         (True, "laptop/1", "10.0.0.1"),  # the sign-up
     ]
-    assert set(page["items"][0]) == {"at", "ip", "user_agent", "success"}
+    assert set(page["items"][0]) == {"at", "ip", "user_agent", "success", "method"}
     assert page["items"][0]["at"].endswith("Z")
 
     bobs = client.get("/login/history", headers=bearer(bob["access_token"])).json["data"]

@@ -1,7 +1,9 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ColumnElement, ForeignKey, Index, Integer, String, and_, false
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, ColumnElement, ForeignKey, Index, Integer, LargeBinary, String, and_, false
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, LoginColumn, utcnow
@@ -72,6 +74,8 @@ class LoginEvent(Base):
     ip: Mapped[str] = mapped_column(String(45), default="")
     user_agent: Mapped[str] = mapped_column(String(255), default="")
     success: Mapped[bool] = mapped_column(Boolean)
+    # How: "password", "totp", "recovery_code", "passkey"; "mfa_reset" when an operator removed the factors.
+    method: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
 
 
 class File(Base):
@@ -164,3 +168,58 @@ class Upload(Base):
     @property
     def complete(self) -> bool:
         return self.received == self.length
+
+
+class TotpFactor(Base):
+    """A user's authenticator-app secret (RFC 6238), sealed at rest (app.security.SecretBox).
+
+    Active once `confirmed_at` is set; `last_step` is the time step of the last code accepted, so a code
+    works once: only a later step is taken.
+    """
+
+    __tablename__ = "totp_factors"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None]
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """One of the 10 codes shown once at TOTP enrolment: stored as an HMAC, used at most once."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None]
+
+
+class Passkey(Base):
+    """A WebAuthn credential: its id (found by its SHA-256), public key (COSE) and signature counter."""
+
+    __tablename__ = "passkeys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(64))
+    transports: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+
+
+class Challenge(Base):
+    """A single-use step of a sign-in or ceremony: an `mfa_token` (purpose "mfa") or a WebAuthn challenge
+    ("passkey-add", "passkey-signin"). `id` is the token's SHA-256 or the challenge id; `challenge_hash` the
+    WebAuthn challenge's SHA-256. Deleted when used; `tries` counts wrong codes on an mfa_token."""
+
+    __tablename__ = "challenges"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    challenge_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
+    tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -5,6 +5,8 @@ from sqlalchemy.orm import Session
 from app.ratelimit.throttle import Throttle
 from app.security import LinkSigner, Passwords, TokenPolicy
 from app.services.codes import CodeKey
+from app.services.factors import FactorKeys
+from app.services.passkeys import RelyingParty
 from app.services.recovery import Mailing
 from app.services.sessions import Client
 from app.storage import Storage
@@ -56,6 +58,14 @@ def mailing() -> Mailing:
         public_url=config["PUBLIC_URL"] or request.host_url.rstrip("/"),
         verify_ttl=config["VERIFY_TOKEN_TTL"], reset_ttl=config["RESET_TOKEN_TTL"],
     )
+
+
+def factor_keys() -> FactorKeys:
+    return current_app.extensions["factor_keys"]
+
+
+def relying_party() -> RelyingParty:
+    return current_app.extensions["relying_party"]
 
 
 def code_key() -> CodeKey:

@@ -305,6 +305,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         "tags": [
             {"name": "auth", "description": "Sign-up, sign-in, token refresh, sign-out."},
             {"name": "account", "description": "The caller's own account and devices."},
+            {"name": "factors", "description": "A second factor (authenticator app, recovery codes) and passkeys."},
             {"name": "files", "description": "Private files: each user sees only their own."},
             {"name": "uploads", "description": "Resumable uploads (tus 1.0.0) that become files."},
             {"name": "roles", "description": "Roles and permissions."},

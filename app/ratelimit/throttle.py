@@ -79,6 +79,10 @@ class Throttle:
             self.login_failures.give_back(key)
             refuse(failures, self.signin)
 
+    def count_signin_address(self, address: str) -> None:
+        """A sign-in without a login to count against (a passkey): per address only."""
+        self._count_attempt("signin-address", address, self.signin)
+
     def signed_in(self, login: str) -> None:
         """The password was right: the attempt `sign_in` counted was no failure."""
         if self.enabled:

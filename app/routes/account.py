@@ -3,17 +3,17 @@ from flask import Blueprint, current_app
 
 from app.db import utcnow
 from app.db.models import DeviceSession
-from app.errors import Forbidden, RateLimited, UserExists, ValidationError
+from app.errors import Forbidden, InvalidCode, MfaRequired, RateLimited, UserExists, ValidationError
 from app.http.auth import caller, token_required
-from app.http.context import get_db, mailing, passwords, storage, throttle
+from app.http.context import factor_keys, get_db, mailing, passwords, storage, throttle
 from app.http.parsing import body, page_params, parse
 from app.http.responses import clear_refresh_cookie, ok
 from app.openapi.fragments import PAGE_PARAMETERS
 from app.openapi.operation import link, operation
 from app.schemas import responses as shapes
-from app.schemas.requests import AccountChange, AccountDelete
+from app.schemas.requests import SECOND_FACTOR_DOC, AccountChange, AccountDelete
 from app.services.account import (
-    change_account, delete_account, live_sessions, log_out_all, login_history, revoke_session
+    Proof, change_account, delete_account, live_sessions, log_out_all, login_history, revoke_session
 )
 from app.services.export import export_account
 from app.services.quota import usage
@@ -67,7 +67,8 @@ def logout_all():
 def history():
     page, list_size = page_params()
     events, total = login_history(get_db(), user_id=caller().user_id, page=page, list_size=list_size)
-    items = [shapes.LoginEvent(at=e.at, ip=e.ip, user_agent=e.user_agent, success=e.success) for e in events]
+    items = [shapes.LoginEvent(at=e.at, ip=e.ip, user_agent=e.user_agent, success=e.success, method=e.method)
+             for e in events]
     return ok(shapes.LoginEventPage.of(items, page, list_size, total))
 
 
@@ -83,9 +84,9 @@ def storage_usage():
 
 @bp.patch("/user")
 @operation("updateAccount", "account", "Change my login and/or password", returns=shapes.Me, body=AccountChange,
-           errors=(Forbidden, UserExists, RateLimited), description=(
+           errors=(Forbidden, MfaRequired, InvalidCode, UserExists, RateLimited), description=(
                "`current_password` is required; a wrong one is 403 and counts as a failed sign-in of this login "
-               "(RATELIMIT_REAUTH per user; over it, 429). Give `id`, `password` or both. "
+               "(RATELIMIT_REAUTH per user; over it, 429). " + SECOND_FACTOR_DOC + " Give `id`, `password` or both. "
                "A new password signs out every other device. A new login is unverified until proven; an email "
                "one is sent a verification message at once."))
 @token_required
@@ -96,24 +97,27 @@ def update_user():
     me = caller()
     user = change_account(
         get_db(), passwords=passwords(), throttle=throttle(), mailing=mailing(), user_id=me.user_id, login=me.login,
-        session_id=me.session_id, current_password=data.current_password, new_login=data.id,
-        new_password=data.password, now=utcnow(),
+        session_id=me.session_id, keys=factor_keys(), proof=Proof(data.current_password, data.code, data.recovery_code),
+        new_login=data.id, new_password=data.password, now=utcnow(),
     )
     return ok(shapes.Me(id=user.login, verified=user.verified))
 
 
 @bp.delete("/user")
 @operation("deleteAccount", "account", "Delete my account, my files and everything else of mine",
-           returns=shapes.AccountDeleted, body=AccountDelete, errors=(Forbidden, RateLimited), description=(
-               "`current_password` is required (a wrong one is 403 and counts as in `PATCH /user`). Final: the "
+           returns=shapes.AccountDeleted, body=AccountDelete, errors=(Forbidden, MfaRequired, InvalidCode, RateLimited),
+           description=(
+               "`current_password` is required (a wrong one is 403 and counts as in `PATCH /user`). "
+               + SECOND_FACTOR_DOC + " Final: the "
                "answer comes once every row of the user is gone and their files' bytes are removed; the login "
                "is free again."))
 @token_required
 def delete_user():
     data = parse(AccountDelete, body())
     me = caller()
-    login = delete_account(get_db(), storage(), passwords=passwords(), throttle=throttle(), user_id=me.user_id,
-                           login=me.login, current_password=data.current_password, now=utcnow())
+    login = delete_account(get_db(), storage(), passwords=passwords(), throttle=throttle(), keys=factor_keys(),
+                           user_id=me.user_id, login=me.login,
+                           proof=Proof(data.current_password, data.code, data.recovery_code), now=utcnow())
     return ok(shapes.AccountDeleted(id=login))
 
 

@@ -2,9 +2,11 @@
 from flask import Blueprint, request
 
 from app.db import utcnow
-from app.errors import InvalidCredentials, InvalidRefreshToken, RateLimited, UserExists, ValidationError
+from app.errors import (
+    AccountDisabled, InvalidCredentials, InvalidRefreshToken, MfaRequired, RateLimited, UserExists, ValidationError
+)
 from app.http.auth import bearer_token, caller, token_required
-from app.http.context import client, get_db, mailing, passwords, throttle, tokens
+from app.http.context import client, factor_keys, get_db, mailing, passwords, throttle, tokens
 from app.http.parsing import body, parse
 from app.http.responses import REFRESH_COOKIE, clear_refresh_cookie, ok, token_response
 from app.openapi.fragments import NEW_SESSION, REFRESH_LINK, TOKEN_LINKS
@@ -35,12 +37,14 @@ def signup():
 
 @bp.post("/signin")
 @operation("signIn", "auth", "Sign in (a new device session)", returns=shapes.TokenPair, body=Credentials,
-           errors=(InvalidCredentials, RateLimited), links=TOKEN_LINKS, security=(), description=NEW_SESSION)
+           errors=(InvalidCredentials, MfaRequired, AccountDisabled, RateLimited), links=TOKEN_LINKS, security=(),
+           description=NEW_SESSION + " With a second factor on, the right password answers 401 `mfa_required`: "
+                                     "`details.mfa_token` continues at `POST /signin/mfa`.")
 def signin():
     data = parse(Credentials, body())
     issued = sign_in(
-        get_db(), passwords=passwords(), policy=tokens(), throttle=throttle(), login=data.id, password=data.password,
-        client=client(), now=utcnow(),
+        get_db(), passwords=passwords(), policy=tokens(), throttle=throttle(), keys=factor_keys(), login=data.id,
+        password=data.password, client=client(), now=utcnow(),
     )
     return token_response(issued, 200)
 

@@ -87,6 +87,18 @@ class RefreshBody(Strict):
     refresh_token: StrictStr = None  # type: ignore[assignment]
 
 
+# -- second factor and passkeys (SPEC §11) -------------------------------------------------------------
+
+TotpCode = Annotated[StrictStr, Field(pattern=r"^[0-9]{6}$", examples=["492039"],
+                                      description="The 6 digits your authenticator app shows now.")]
+RecoveryCodeText = Annotated[StrictStr, Field(
+    min_length=1, max_length=64, examples=["k7wpm-3xq9d"],
+    description="One of the recovery codes shown when the authenticator app was set up; case, spaces and "
+                "dashes do not matter.")]
+SECOND_FACTOR_DOC = ("With a second factor on, also `code` (or `recovery_code`); without it the answer is 401 "
+                     "`mfa_required`, with a wrong one 401 `invalid_code`.")
+
+
 def _id_or_password(schema: dict[str, Any]) -> None:
     _no_null_defaults(schema)
     schema["anyOf"] = [{"required": ["id"]}, {"required": ["password"]}]
@@ -99,6 +111,8 @@ class AccountChange(Strict):
     current_password: StrictStr
     id: Login = None  # type: ignore[assignment]
     password: Password = None  # type: ignore[assignment]
+    code: TotpCode = None  # type: ignore[assignment]
+    recovery_code: RecoveryCodeText = None  # type: ignore[assignment]
 
 
 def _form_integer(value: Any, info: ValidationInfo) -> Any:
@@ -156,6 +170,70 @@ class PasswordReset(_TokenOrCode):
 
 class AccountDelete(Strict):
     current_password: StrictStr
+    code: TotpCode = None  # type: ignore[assignment]
+    recovery_code: RecoveryCodeText = None  # type: ignore[assignment]
+
+
+class TotpConfirm(Strict):
+    code: TotpCode
+
+
+def _code_or_recovery_code(schema: dict[str, Any]) -> None:
+    _no_null_defaults(schema)
+    schema["anyOf"] = [{"required": ["code"]}, {"required": ["recovery_code"]}]
+
+
+class _SecondFactor(Strict):
+    """A TOTP `code` or a `recovery_code` (the code wins if both)."""
+
+    model_config = ConfigDict(json_schema_extra=_code_or_recovery_code)
+    code: TotpCode = None  # type: ignore[assignment]
+    recovery_code: RecoveryCodeText = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _one_code(self) -> "_SecondFactor":
+        if self.code is None and self.recovery_code is None:
+            reason = "required: a code of your authenticator app, or a recovery code"
+            raise PydanticCustomError("fields", "{fields}", {"fields": {"code": reason, "recovery_code": reason}})
+        if self.code is not None:
+            self.recovery_code = None
+        return self
+
+
+class TotpDisable(_SecondFactor):
+    current_password: StrictStr
+
+
+class MfaSignIn(_SecondFactor):
+    mfa_token: Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$",
+                                          description="`error.details.mfa_token` of the `/signin` answer.")]
+
+
+PasskeyName = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$",
+                                         description="A name to tell your passkeys apart.", examples=["Laptop"])]
+Credential = Annotated[dict[str, Any], Field(
+    description="The `PublicKeyCredential` that `navigator.credentials.create()` / `.get()` gave, as its "
+                "`toJSON()` (binary fields base64url).",
+    json_schema_extra={"required": ["id", "rawId", "type", "response"]})]
+ChallengeId = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{32}$", description="`challenge_id` of the options.")]
+
+
+class PasskeyRegister(Strict):
+    credential: Credential
+    name: PasskeyName = None  # type: ignore[assignment]
+
+
+class PasskeyRename(Strict):
+    name: PasskeyName
+
+
+class PasskeySignInOptions(Strict):
+    id: Login = None  # type: ignore[assignment]
+
+
+class PasskeySignIn(Strict):
+    challenge_id: ChallengeId
+    credential: Credential
 
 
 def _nullable_bytes(schema: dict[str, Any]) -> None:

@@ -130,10 +130,62 @@ class LoginEvent(Shape):
     ip: str
     user_agent: str
     success: bool
+    method: Literal["password", "totp", "recovery_code", "passkey", "mfa_reset"] = Field(
+        description="How: the password alone, with a code of the authenticator app or a recovery code, a "
+                    "passkey; `mfa_reset`: an operator removed the second factor.")
 
 
 class LoginEventPage(Page[LoginEvent]):
     pass
+
+
+# -- second factor and passkeys (SPEC §11) -------------------------------------------------------------
+
+
+class TotpEnrolment(Shape):
+    secret: str = Field(description="The secret (base32), for typing into an app that cannot scan.")
+    otpauth_uri: str = Field(description="`otpauth://totp/…`: what the QR code holds.")
+    qr_svg: str = Field(description="The QR code as an SVG document (show it as an image, e.g. a data: URL).")
+
+
+class TotpEnabled(Shape):
+    enabled: Literal[True] = True
+    recovery_codes: list[str] = Field(description="10 single-use codes, shown this once: keep them somewhere safe.")
+
+
+class TotpDisabled(Shape):
+    enabled: Literal[False] = False
+
+
+class MfaStatus(Shape):
+    totp: bool = Field(description="An authenticator app is set up: sign-in asks for its code.")
+    recovery_codes_left: int = Field(ge=0)
+    passkeys: int = Field(ge=0)
+
+
+class WebAuthnOptions(BaseModel):
+    """The WebAuthn options in their JSON form, for `PublicKeyCredential.parseCreationOptionsFromJSON()` /
+    `parseRequestOptionsFromJSON()` (binary fields base64url), and the challenge's id."""
+
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    challenge: str = Field(description="base64url; single use, valid MFA_TOKEN_TTL seconds.")
+    challenge_id: str = Field(description="Send it back with the credential.")
+
+
+class Passkey(Shape):
+    id: str
+    name: str
+    created_at: UtcTime
+    last_used_at: UtcTime | None
+
+
+class PasskeyList(Shape):
+    items: list[Passkey]
+
+
+class PasskeyDeleted(Shape):
+    id: str
+    deleted: Literal[True] = True
 
 
 # -- roles -------------------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from app.db import commit_checked
 from app.db.models import DeviceSession, File, LoginEvent, RefreshToken, Upload, User
-from app.errors import Forbidden, NotFound, UserExists, ValidationError
+from app.errors import Conflict, Forbidden, NotFound, UserExists, ValidationError
 from app.ratelimit.throttle import Throttle
 from app.security import Passwords
+from app.services.factors import FactorKeys, disable_totp, require_second_factor, totp_enabled
 from app.services.recovery import Mailing, send_verification
 from app.services.sessions import revoke_sessions
 from app.storage import Storage
@@ -25,6 +26,15 @@ class Purged:
     sessions: int
     refresh_tokens: int
     login_events: int
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What a change of the account is asked with: the password, and the second factor when there is one."""
+
+    current_password: str
+    code: str | None = None
+    recovery_code: str | None = None
 
 
 def live_sessions(db: Session, *, user_id: int, now: datetime) -> list[DeviceSession]:
@@ -61,13 +71,14 @@ def login_history(db: Session, *, user_id: int, page: int, list_size: int) -> tu
 
 def change_account(
     db: Session, *, passwords: Passwords, throttle: Throttle, mailing: Mailing, user_id: int, login: str,
-    session_id: str, current_password: str, new_login: str | None, new_password: str | None, now: datetime,
+    session_id: str, keys: FactorKeys, proof: Proof, new_login: str | None, new_password: str | None,
+    now: datetime,
 ) -> User:
     """Change the login and/or password; a new password signs out every other device in the same commit.
     A new login is unproven until a message to it comes back (an email one is sent it at once).
     The attempt counts as a wrong guess (Throttle.reauthenticate) until the password proves right."""
     throttle.count_account_change(user_id)
-    user = _reauthenticated(db, passwords, throttle, user_id=user_id, login=login, current_password=current_password)
+    user = _reauthenticated(db, passwords, throttle, keys, user_id=user_id, login=login, proof=proof, now=now)
     renamed = new_login is not None and new_login != user.login
     if renamed:
         if db.scalar(select(User.id).where(User.login == new_login)) is not None:
@@ -87,12 +98,13 @@ def change_account(
 
 
 def delete_account(
-    db: Session, storage: Storage, *, passwords: Passwords, throttle: Throttle, user_id: int, login: str,
-    current_password: str, now: datetime,
+    db: Session, storage: Storage, *, passwords: Passwords, throttle: Throttle, keys: FactorKeys, user_id: int,
+    login: str, proof: Proof, now: datetime,
 ) -> str:
-    """The caller's own account gone, after their password (a wrong one counts as a wrong guess)."""
-    _reauthenticated(db, passwords, throttle, user_id=user_id, login=login, current_password=current_password)
-    db.rollback()
+    """The caller's own account gone, after their password and second factor (a wrong one counts as a wrong
+    guess)."""
+    _reauthenticated(db, passwords, throttle, keys, user_id=user_id, login=login, proof=proof, now=now)
+    db.commit()  # the counts given back (and a code used) even if the erasure fails
     return erase_user(db, storage, user_id=user_id)
 
 
@@ -127,16 +139,35 @@ def _drop(remove: Callable[[], None], name: str) -> None:
 
 
 def _reauthenticated(
-    db: Session, passwords: Passwords, throttle: Throttle, *, user_id: int, login: str, current_password: str,
+    db: Session, passwords: Passwords, throttle: Throttle, keys: FactorKeys, *, user_id: int, login: str,
+    proof: Proof, now: datetime,
 ) -> User:
+    """The password, then the second factor if the user has one (its code used up in the caller's
+    transaction); each counts as a wrong guess until it proves right."""
     throttle.reauthenticate(user_id, login)
     user = db.get(User, user_id)
     if user is None:
         raise NotFound("no such user")
-    if not passwords.verify(user.password_hash, current_password):
+    if not passwords.verify(user.password_hash, proof.current_password):
         raise Forbidden("current_password is wrong", {"fields": {"current_password": "wrong password"}})
+    require_second_factor(db, keys, user_id=user_id, code=proof.code, recovery_code=proof.recovery_code, now=now)
     throttle.reauthenticated(user_id, login)
     return user
+
+
+def turn_off_totp(
+    db: Session, *, passwords: Passwords, throttle: Throttle, keys: FactorKeys, user_id: int, login: str,
+    proof: Proof, now: datetime,
+) -> None:
+    """The authenticator app and recovery codes removed, after the password and a code (SPEC §11)."""
+    if not totp_enabled(db, user_id):
+        raise Conflict("there is no authenticator app to remove")
+    if proof.code is None and proof.recovery_code is None:
+        raise ValidationError.fields({"code": "required: a code of your authenticator app, or a recovery code"})
+    _reauthenticated(db, passwords, throttle, keys, user_id=user_id, login=login, proof=proof, now=now)
+    disable_totp(db, user_id=user_id)
+    db.commit()
+    log.info("user %s turned the authenticator app off", user_id)
 
 
 def make_superuser(db: Session, *, passwords: Passwords, login: str, password: str | None, now: datetime) -> bool:

@@ -2,11 +2,12 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import DeviceSession, User
+from app.db.models import Challenge, DeviceSession, LoginEvent, Passkey, User
 from app.errors import NotFound
+from app.services.factors import disable_totp
 from app.services.sessions import revoke_sessions, role_names
 
 
@@ -41,6 +42,21 @@ def set_disabled(db: Session, *, login: str, disabled: bool, now: datetime) -> U
         revoke_sessions(db, user_id=user.id, now=now)
     db.commit()
     return user_detail(db, login=login, now=now)
+
+
+def reset_factors(db: Session, *, login: str, now: datetime) -> tuple[User, int]:
+    """A user who lost every factor: the authenticator app, recovery codes and passkeys removed, so the
+    password alone signs in again; written in their sign-in history. Answers the user and the passkeys
+    removed. Whoever runs it has checked who is asking: the service cannot."""
+    user = user_by_login(db, login)
+    disable_totp(db, user_id=user.id)
+    removed = db.execute(delete(Passkey).where(Passkey.user_id == user.id)
+                         .execution_options(synchronize_session=False)).rowcount
+    db.execute(delete(Challenge).where(Challenge.user_id == user.id).execution_options(synchronize_session=False))
+    db.add(LoginEvent(user_id=user.id, at=now, ip="", user_agent="second factor reset by an operator",
+                      success=True, method="mfa_reset"))
+    db.commit()
+    return user, removed
 
 
 def set_user_quota(db: Session, *, login: str, quota_bytes: int | None, now: datetime) -> UserDetail:

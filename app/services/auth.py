@@ -1,15 +1,20 @@
 """Sign-up, sign-in, refresh-token rotation and logout. Each use case owns its transaction."""
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, false, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import DeviceSession, LoginEvent, RefreshToken, User
-from app.errors import AccountDisabled, InvalidCredentials, InvalidRefreshToken, UserExists
+from app.errors import AccountDisabled, InvalidCode, InvalidCredentials, InvalidRefreshToken, MfaRequired, UserExists
 from app.ratelimit.throttle import Throttle
 from app.security import Passwords, TokenPolicy, token_hash
+from app.services.factors import (
+    MFA, MFA_TOKEN_TRIES, FactorKeys, close_step, methods, open_step, start_mfa, totp_enabled, use_code
+)
+from app.services.passkeys import RelyingParty, verify_assertion
 from app.services.recovery import Mailing, send_verification
 from app.services.sessions import Client, IssuedTokens, issue_refresh, revoke_sessions, start_session, token_pair
 
@@ -43,9 +48,11 @@ def sign_up(
 
 
 def sign_in(
-    db: Session, *, passwords: Passwords, policy: TokenPolicy, throttle: Throttle, login: str, password: str,
-    client: Client, now: datetime,
+    db: Session, *, passwords: Passwords, policy: TokenPolicy, throttle: Throttle, keys: FactorKeys, login: str,
+    password: str, client: Client, now: datetime,
 ) -> IssuedTokens:
+    """A new session for the right password; a user with a second factor gets MfaRequired with an
+    mfa_token instead, and the session comes from `sign_in_mfa`."""
     throttle.sign_in(db, login=login, address=client.ip, now=now)
     user = db.scalar(select(User).where(User.login == login))
     # An unknown id is checked against a dummy hash, and its failure recorded by the same statement that
@@ -64,9 +71,66 @@ def sign_in(
     if user.disabled:  # told only to whoever knows the password
         db.rollback()
         raise AccountDisabled()
-    db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=True))
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(password)
+    if totp_enabled(db, user.id):
+        token = start_mfa(db, keys, user_id=user.id, now=now)
+        db.commit()
+        raise MfaRequired(details={"mfa_token": token, "methods": methods(db, user.id)})
+    return _signed_in(db, policy, user, client, now, "password")
+
+
+def sign_in_mfa(
+    db: Session, *, policy: TokenPolicy, throttle: Throttle, keys: FactorKeys, mfa_token: str, code: str | None,
+    recovery_code: str | None, client: Client, now: datetime,
+) -> IssuedTokens:
+    """The second step: the mfa_token of a right password, and a TOTP code or a recovery code. Each try
+    counts as a sign-in of the login (SPEC §9) until the code proves right; an mfa_token takes
+    MFA_TOKEN_TRIES wrong codes, and one right code."""
+    step = open_step(db, key=token_hash(mfa_token), purpose=MFA, now=now)
+    user = db.get(User, step.user_id)
+    if user is None:
+        raise InvalidCode()
+    throttle.sign_in(db, login=user.login, address=client.ip, now=now)
+    method = "totp" if code is not None else "recovery_code"
+    try:
+        use_code(db, keys, user_id=user.id, code=code, recovery_code=recovery_code, now=now)
+    except InvalidCode:  # nothing was changed but the counts, which stay (committed below)
+        step.tries += 1
+        if step.tries >= MFA_TOKEN_TRIES:
+            db.delete(step)
+        db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=False,
+                          method=method))
+        db.commit()
+        raise
+    throttle.signed_in(user.login)
+    if user.disabled:
+        db.rollback()
+        raise AccountDisabled()
+    close_step(db, step)
+    return _signed_in(db, policy, user, client, now, method)
+
+
+def sign_in_passkey(
+    db: Session, *, policy: TokenPolicy, throttle: Throttle, rp: RelyingParty, challenge_id: str,
+    credential: dict[str, Any], client: Client, now: datetime,
+) -> IssuedTokens:
+    """Passwordless: a passkey's assertion is both factors, so it also stands in for `mfa_required`."""
+    throttle.count_signin_address(client.ip)
+    key = verify_assertion(db, rp, challenge_id=challenge_id, credential=credential, now=now)
+    user = db.get(User, key.user_id)
+    if user is None:
+        raise InvalidCredentials()
+    if user.disabled:
+        db.rollback()
+        raise AccountDisabled()
+    return _signed_in(db, policy, user, client, now, "passkey")
+
+
+def _signed_in(db: Session, policy: TokenPolicy, user: User, client: Client, now: datetime,
+               method: str) -> IssuedTokens:
+    db.add(LoginEvent(user_id=user.id, at=now, ip=client.ip, user_agent=client.user_agent, success=True,
+                      method=method))
     _tidy(db, policy, user.id, now)
     tokens = start_session(db, policy, user, client, now)
     db.commit()
