@@ -13,6 +13,7 @@ from flask import Flask
 
 from app import cli, db, openapi, storage
 from app.http import middleware
+from app.http.converters import CONVERTERS
 from app.http.context import close_db
 from app.http.handlers import register_error_handlers
 from app.messages import Outbox
@@ -173,6 +174,7 @@ def load_modules() -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters.update(CONVERTERS)
     for name in ROUTES:
         app.register_blueprint(importlib.import_module(f"app.routes.{name}").bp)
     openapi.init_app(app)

@@ -30,6 +30,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import pyotp
 import pytest
 
 from tests.conftest import BACKENDS, free_port
@@ -1060,3 +1061,66 @@ def export_and_delete(browser: Browser, tmp_path: Path, login: str) -> None:
     browser.driver.switch_to.alert.accept()
     browser.wait_status(f"The account {login} and all its files are deleted.")
     assert browser.shown("#auth-form") and not browser.shown("#files")
+
+
+def test_an_authenticator_app_recovery_codes_and_a_passkey_in_the_page(make_api_server, web_origin, browsers):
+    """SPEC §11 as a person meets it, with Chromium's virtual authenticator standing in for a fingerprint."""
+    from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
+
+    api = make_api_server().url  # the defaults: RP id localhost, any origin on it
+    web = web_origin.replace("127.0.0.1", "localhost")  # an IP address is no RP id: the page is on localhost
+    login = "ann@example.com"
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page_url(web, api), login)
+    browser.driver.add_virtual_authenticator(VirtualAuthenticatorOptions(
+        protocol="ctap2", transport="internal", has_resident_key=True, has_user_verification=True,
+        is_user_verified=True))
+    browser.wait(lambda: browser.text("#totp-state").startswith("Off"), "the app's state")
+
+    browser.click("#totp-setup")
+    browser.wait(lambda: browser.shown("#totp-enrol") and browser.js(
+        "return document.getElementById('totp-qr').naturalWidth") > 0, "the QR code drawn")
+    totp = pyotp.TOTP(browser.text("#totp-secret").replace(" ", ""))
+    browser.fill("#totp-code", totp.now())
+    browser.click("#totp-confirm")
+    browser.wait_status("The authenticator app is on.")
+    codes = browser.js("return [...document.querySelectorAll('#recovery-codes li')].map(li => li.textContent)")
+    assert len(codes) == 10
+    browser.click("#recovery-done")
+    browser.wait(lambda: browser.text("#totp-state").startswith("On"), "the app on")
+
+    browser.click("#passkey-add")
+    browser.wait_status("Passkey added (Passkey 1).")
+    browser.wait(lambda: browser.js("return document.querySelectorAll('#passkeys li').length") == 1, "the passkey listed")
+
+    def sign_out() -> None:
+        browser.click("#logout")
+        browser.wait_status("Signed out.")
+
+    sign_out()
+    browser.sign("signin", login, PASSWORD)
+    browser.wait(lambda: browser.shown("#mfa-form") and not browser.shown("#auth-form"), "the second step")
+    assert browser.shown("#mfa-passkey")
+    browser.fill("#mfa-code", totp.at(time.time() + 30))  # the confirmation's code was used up
+    browser.click("#mfa-submit")
+    browser.wait_status(f"Signed in as {login}.")
+
+    sign_out()
+    browser.sign("signin", login, PASSWORD)
+    browser.wait(lambda: browser.shown("#mfa-form"), "the second step")
+    browser.fill("#mfa-code", codes[0].upper())
+    browser.click("#mfa-submit")
+    browser.wait_status(f"Signed in as {login}.")
+    browser.wait(lambda: "9 recovery codes left" in browser.text("#totp-state"), "one recovery code used")
+
+    sign_out()
+    browser.fill("#login-id", "")
+    browser.click("#passkey-signin")  # no login, no password: the passkey on the device says who
+    browser.wait_status(f"Signed in as {login} with a passkey.")
+    assert browser.text("#whoami") == login
+
+    browser.fill("#totp-off-password", PASSWORD)
+    browser.fill("#totp-off-code", codes[1])
+    browser.click("#totp-off-submit")
+    browser.wait_status("The authenticator app is off")
+    assert_clean_console(browser, expected=(r"/signin - .*status of 401",))

@@ -415,6 +415,7 @@ def test_a_disabled_user_cannot_use_a_code_or_a_passkey(client, admin):
     passkey = SoftPasskey(ORIGIN)
     add_passkey(client, headers, passkey)
     token = mfa_token_of(client)["mfa_token"]
+    assert client.get("/admin/users/ann@example.com", headers=admin).json["data"]["mfa"] is True
     assert client.post("/admin/users/ann@example.com/disable", headers=admin).status_code == 200
     assert error_code(client.post("/signin/mfa", json={"mfa_token": token, "code": next_code(totp)})) == "account_disabled"
     assert error_code(passkey_sign_in(client, passkey)) == "account_disabled"

@@ -219,6 +219,17 @@ def test_smtps_with_a_password(make_app, certificate):
         server.stop()
 
 
+def test_mail_url_log_keeps_a_message_to_the_longest_address(make_app, tmp_path):
+    client = make_app().test_client()
+    login = "a" * 64 + "@" + ".".join(["b" * 63, "c" * 63, "d" * 61])  # 254 characters, the most there is
+    sign_up(client, login)
+    deadline = time.monotonic() + 10
+    while not list((tmp_path / "instance" / "mail").glob("*.eml")):
+        assert time.monotonic() < deadline, "no message kept under instance/mail"
+        time.sleep(0.05)
+    assert "Confirm your address" in next((tmp_path / "instance" / "mail").glob("*.eml")).read_text()
+
+
 def test_mail_url_log_keeps_the_message_in_the_instance_folder(make_app, tmp_path):
     client = make_app().test_client()  # MAIL_URL=log, the default
     sign_up(client, "ann@example.com")

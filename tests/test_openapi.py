@@ -95,7 +95,8 @@ def protected(operation: dict) -> bool:
 
 def concrete(path: str) -> str:
     """A URL for a documented path; ids that exist nowhere, since only the auth check is asked about."""
-    return re.sub(r"\{[^}]+\}", lambda m: "1" if m.group(0) in ("{file_id}", "{role_id}") else "nobody", path)
+    samples = {"{file_id}": "1", "{role_id}": "1", "{passkey_id}": "0" * 32}
+    return re.sub(r"\{[^}]+\}", lambda m: samples.get(m.group(0), "nobody"), path)
 
 
 def test_security_in_the_document_is_what_the_app_enforces(client, document):

@@ -1,6 +1,8 @@
 // A client for the service's HTTP API: the {data, error} envelope, bearer tokens,
 // transparent refresh, uploads with progress, and short-lived file links for the browser.
 
+import { createPasskey, getPasskey } from "./webauthn.js";
+
 export class ApiError extends Error {
   constructor(status, code, message, details = null) {
     super(message);
@@ -52,6 +54,56 @@ export class Api {
     return this.#keep(await this.#request("POST", "/signin", { json: { id, password } }));
   }
 
+  // --- a second factor and passkeys (SPEC §11) ---------------------------
+
+  // `second`: {code} of the authenticator app, or {recovery_code}; `mfaToken` from the mfa_required error
+  async signInMfa(mfaToken, second) {
+    return this.#keep(await this.#request("POST", "/signin/mfa", { json: { mfa_token: mfaToken, ...second } }));
+  }
+
+  // Passwordless: `id` narrows the passkeys asked for; without it any passkey of this site may answer.
+  async signInPasskey(id) {
+    const options = await this.#request("POST", "/signin/passkey/options", { json: id ? { id } : {} });
+    const credential = await getPasskey(options);
+    const json = { challenge_id: options.challenge_id, credential };
+    return this.#keep(await this.#request("POST", "/signin/passkey", { json }));
+  }
+
+  factors() {
+    return this.#call("GET", "/mfa");
+  }
+
+  beginTotp() {
+    return this.#call("POST", "/mfa/totp");
+  }
+
+  confirmTotp(code) {
+    return this.#call("POST", "/mfa/totp/confirm", { code });
+  }
+
+  // `second`: {code} or {recovery_code}
+  disableTotp(currentPassword, second) {
+    return this.#call("DELETE", "/mfa/totp", { current_password: currentPassword, ...second });
+  }
+
+  passkeys() {
+    return this.#call("GET", "/passkeys");
+  }
+
+  async addPasskey(name) {
+    const options = await this.#call("POST", "/passkeys/register/options");
+    const credential = await createPasskey(options);
+    return this.#call("POST", "/passkeys/register", name ? { credential, name } : { credential });
+  }
+
+  renamePasskey(id, name) {
+    return this.#call("PATCH", `/passkeys/${encodeURIComponent(id)}`, { name });
+  }
+
+  deletePasskey(id) {
+    return this.#call("DELETE", `/passkeys/${encodeURIComponent(id)}`);
+  }
+
   async logout() {
     try {
       return await this.#authorized((token) => this.#request("POST", "/logout", { token }));
@@ -83,8 +135,9 @@ export class Api {
     return this.#request("POST", "/verify/confirm", { json: proof });
   }
 
-  async deleteAccount(currentPassword) {
-    const gone = await this.#call("DELETE", "/user", { current_password: currentPassword });
+  // `second`: {code} or {recovery_code} when the account has a second factor
+  async deleteAccount(currentPassword, second = {}) {
+    const gone = await this.#call("DELETE", "/user", { current_password: currentPassword, ...second });
     this.#forget();
     return gone;
   }

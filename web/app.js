@@ -1,5 +1,6 @@
 import { Api, ApiError } from "./api.js";
 import { RESUMABLE_FROM, ResumableUpload, unfinishedUploads } from "./resumable.js";
+import { setupSecurity } from "./security.js";
 
 const DEFAULT_API = "http://localhost:3000";
 const API_KEY = "files.api";
@@ -45,6 +46,7 @@ const ui = {
 // `upload`: the resumable upload in progress, if any; `shareTimer`: hides the shared link at its expiry.
 const state = { page: 1, pages: 0, login: null, upload: null, shareTimer: null };
 const api = new Api(initialApiBase());
+const security = setupSecurity({ api, run, say, fail, signedIn: (tokens, message) => enter(tokens, message) });
 
 // --- messages ---------------------------------------------------------------
 
@@ -123,6 +125,7 @@ function showSignedOut() {
     state.upload.stop(`The upload of ${state.upload.file.name} stopped at sign-out; sign in and choose the same file to continue.`);
   }
   hideShare();
+  security.reset();
   showUsage(null);
   resetProgress();
   ui.unfinished.hidden = true;
@@ -143,10 +146,14 @@ ui.authForm.addEventListener("submit", (event) => {
     return;
   }
   run(event.submitter, async () => {
-    const tokens = signingUp ? await api.signUp(id, password) : await api.signIn(id, password);
-    showSignedIn(tokens.id);
-    say(signingUp ? `Welcome, ${tokens.id}. Your account is ready.` : `Signed in as ${tokens.id}.`);
-    await loadAll();
+    let tokens;
+    try {
+      tokens = signingUp ? await api.signUp(id, password) : await api.signIn(id, password);
+    } catch (error) {
+      if (security.handleSignInError(error)) return; // the password was right: the second step asks on
+      throw error;
+    }
+    await enter(tokens, signingUp ? `Welcome, ${tokens.id}. Your account is ready.` : `Signed in as ${tokens.id}.`);
   });
 });
 
@@ -168,9 +175,17 @@ $("reload").addEventListener("click", (event) => {
   });
 });
 
+async function enter(tokens, message) {
+  showSignedIn(tokens.id);
+  say(message);
+  await loadAll();
+}
+
 // Everything on the signed-in page, fetched together; the first failure is reported.
 async function loadAll() {
-  const results = await Promise.allSettled([loadInfo(), loadFiles(), loadUsage(), loadSessions(), showUnfinished()]);
+  const results = await Promise.allSettled([
+    loadInfo(), loadFiles(), loadUsage(), loadSessions(), showUnfinished(), security.load(),
+  ]);
   const failed = results.find((result) => result.status === "rejected");
   if (failed) throw failed.reason;
 }
@@ -309,8 +324,9 @@ lifecycle.deleteForm.addEventListener("submit", (event) => {
   }
   if (!confirm("Delete your account and every file in it? This cannot be undone.")) return;
   run(event.submitter, async () => {
-    const gone = await api.deleteAccount(password);
+    const gone = await api.deleteAccount(password, security.secondFactor());
     lifecycle.deletePassword.value = "";
+    $("delete-code").value = "";
     showSignedOut();
     say(`The account ${gone.id} and all its files are deleted.`);
   });

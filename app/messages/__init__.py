@@ -124,7 +124,8 @@ class Outbox:
     def _keep(self, message: Message, content: bytes, suffix: str) -> None:
         """MAIL_URL=log / SMS_URL=log: the message in the log and as a file under instance/mail/."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns() % 10**9:09d}-{UNSAFE_IN_NAMES.sub('_', message.to)}"
+        to = UNSAFE_IN_NAMES.sub("_", message.to)[:150]  # a file name holds 255 bytes; an address may take 254
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns() % 10**9:09d}-{to}"
         path = self.log_dir / (name + suffix)
         # Written under another name and renamed, so a reader watching the folder never sees half a
         # message; 0600 from the first byte, since it holds a working sign-in link.

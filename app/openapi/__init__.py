@@ -190,6 +190,8 @@ def path_parameter(rule: Rule, name: str, op: Operation) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "integer", "minimum": converter.min or 0}
         if converter.max is not None:
             schema["maximum"] = converter.max
+    elif hasattr(converter, "schema"):
+        schema = dict(converter.schema)
     else:
         schema = {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
     parameter = {"name": name, "in": "path", "required": True, "schema": schema}

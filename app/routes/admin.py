@@ -31,7 +31,7 @@ def summary(user: User) -> shapes.UserSummary:
 def detail_shape(detail: UserDetail) -> shapes.UserDetail:
     user = detail.user
     return shapes.UserDetail(
-        id=user.login, created_at=user.created_at, verified=user.verified, disabled=user.disabled, mfa=False,
+        id=user.login, created_at=user.created_at, verified=user.verified, disabled=user.disabled, mfa=detail.mfa,
         roles=detail.roles, sessions=detail.sessions, files=user.file_count, bytes=user.bytes_used,
         quota=user.quota_bytes,
     )

@@ -23,7 +23,7 @@ from app.services.factors import begin_totp, confirm_totp, recovery_codes_left, 
 
 bp = Blueprint("factors", __name__)
 
-PASSKEY_ID = "<passkey_id>"
+PASSKEY_ID = "<hexid:passkey_id>"
 PASSKEY_ID_DOC = {"passkey_id": "A passkey's id, as `GET /passkeys` lists it; another user's answers 404."}
 CREDENTIAL_NOTE = ("`credential` is what the browser's WebAuthn call gave, as `PublicKeyCredential.toJSON()`. "
                    "The challenge is single use and valid MFA_TOKEN_TTL seconds (default 300).")

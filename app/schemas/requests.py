@@ -214,7 +214,13 @@ PasskeyName = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"
 Credential = Annotated[dict[str, Any], Field(
     description="The `PublicKeyCredential` that `navigator.credentials.create()` / `.get()` gave, as its "
                 "`toJSON()` (binary fields base64url).",
-    json_schema_extra={"required": ["id", "rawId", "type", "response"]})]
+    json_schema_extra={"required": ["id", "rawId", "type", "response"], "properties": {
+        "id": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"},
+        "rawId": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"},
+        "type": {"const": "public-key"},
+        "response": {"type": "object", "required": ["clientDataJSON"], "properties": {
+            "clientDataJSON": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"}}},
+    }})]
 ChallengeId = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{32}$", description="`challenge_id` of the options.")]
 
 

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Challenge, DeviceSession, LoginEvent, Passkey, User
 from app.errors import NotFound
-from app.services.factors import disable_totp
+from app.services.factors import disable_totp, totp_enabled
 from app.services.sessions import revoke_sessions, role_names
 
 
@@ -16,6 +16,7 @@ class UserDetail:
     user: User
     roles: list[str]
     sessions: int
+    mfa: bool  # an authenticator app is on
 
 
 def find_users(db: Session, *, q: str, page: int, list_size: int) -> tuple[list[User], int]:
@@ -31,7 +32,7 @@ def user_detail(db: Session, *, login: str, now: datetime) -> UserDetail:
     user = user_by_login(db, login)
     sessions = db.scalar(select(func.count()).select_from(DeviceSession)
                          .where(DeviceSession.user_id == user.id, DeviceSession.live(now))) or 0
-    return UserDetail(user, role_names(db, user.id), sessions)
+    return UserDetail(user, role_names(db, user.id), sessions, totp_enabled(db, user.id))
 
 
 def set_disabled(db: Session, *, login: str, disabled: bool, now: datetime) -> UserDetail:
