@@ -150,7 +150,9 @@ def _reauthenticated(
         raise NotFound("no such user")
     if not passwords.verify(user.password_hash, proof.current_password):
         raise Forbidden("current_password is wrong", {"fields": {"current_password": "wrong password"}})
-    require_second_factor(db, keys, user_id=user_id, code=proof.code, recovery_code=proof.recovery_code, now=now)
+    if require_second_factor(db, keys, user_id=user_id, code=proof.code, recovery_code=proof.recovery_code,
+                             now=now) is not None:
+        db.commit()  # the code is used up; and the counts below are written on connections of their own
     throttle.reauthenticated(user_id, login)
     return user
 

@@ -103,12 +103,15 @@ def sign_in_mfa(
                           method=method))
         db.commit()
         raise
-    throttle.signed_in(user.login)
     if user.disabled:
         db.rollback()
         raise AccountDisabled()
+    login = user.login
     close_step(db, step)
-    return _signed_in(db, policy, user, client, now, method)
+    tokens = _signed_in(db, policy, user, client, now, method)
+    # Given back only now: the counter is written on a connection of its own, and SQLite has one writer.
+    throttle.signed_in(login)
+    return tokens
 
 
 def sign_in_passkey(
