@@ -15,6 +15,7 @@ from app.http.parsing import login_of
 from app.schemas.requests import check_password
 from app.services.account import erase_user, make_superuser, purge, user_exists, user_id_of
 from app.services.admin import find_users, reset_factors, set_disabled, user_by_login
+from app.services.factors import reseal_all
 from app.services.files import check_storage
 from app.services.quota import set_quota, usage
 from app.services.uploads import check_uploads
@@ -233,6 +234,18 @@ def users_reset_mfa(login: str) -> None:
     user, passkeys = _changed(lambda: reset_factors(get_db(), login=_console_login(login), now=utcnow()))
     click.echo(f"{user.login}: authenticator app, recovery codes and {passkeys} passkey"
                f"{'' if passkeys == 1 else 's'} removed")
+
+
+@users.command("reseal-factors")
+@with_appcontext
+def users_reseal_factors() -> None:
+    """Seal every authenticator-app secret under the current JWT_SECRET (after a rotation), so that
+    JWT_SECRET_PREVIOUS can be emptied."""
+    resealed, unopened = reseal_all(get_db(), current_app.extensions["factor_keys"])
+    click.echo(f"{resealed} secret{'' if resealed == 1 else 's'} sealed under the current JWT_SECRET")
+    if unopened:
+        raise click.ClickException(f"{unopened} secret{'' if unopened == 1 else 's'} opened by no known secret: "
+                                   "put the former JWT_SECRET in JWT_SECRET_PREVIOUS, or reset those users")
 
 
 @users.command("delete")

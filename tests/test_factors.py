@@ -449,3 +449,22 @@ def test_webauthn_settings_are_checked_at_start(make_app):
     assert not rp.allows("http://files.example.org") and not rp.allows("https://example.org")
     assert not rp.allows("https://evilfiles.example.org")
 
+
+
+def test_the_console_reseals_every_secret_after_a_rotation(make_app):
+    old = make_app(**RP)
+    client = old.test_client()
+    for login in ("ann@example.com", "bob@example.com"):
+        sign_up(client, login)
+        enrol(client, bearer(client.post("/signin", json={"id": login, "password": PASSWORD}).json["data"]["access_token"]))
+    new_secret = "a new secret of at least thirty-two bytes!!"
+    moving = make_app(**RP, JWT_SECRET=new_secret, JWT_SECRET_PREVIOUS=old.config["JWT_SECRET"])
+    resealed = moving.test_cli_runner().invoke(args=["users", "reseal-factors"])
+    assert resealed.exit_code == 0 and "2 secrets sealed" in resealed.output, resealed.output
+    assert "0 secrets sealed" in moving.test_cli_runner().invoke(args=["users", "reseal-factors"]).output
+    # the former secret can go: the new one alone opens every secret
+    after = make_app(**RP, JWT_SECRET=new_secret)
+    assert after.test_cli_runner().invoke(args=["users", "reseal-factors"]).exit_code == 0
+    unknown = make_app(**RP, JWT_SECRET="yet another secret of at least thirty-two bytes")
+    refused = unknown.test_cli_runner().invoke(args=["users", "reseal-factors"])
+    assert refused.exit_code != 0 and "2 secrets opened by no known secret" in refused.output

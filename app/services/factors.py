@@ -139,6 +139,22 @@ def use_code(
     raise InvalidCode("the recovery code is wrong or was already used")
 
 
+def reseal_all(db: Session, keys: FactorKeys) -> tuple[int, int]:
+    """Every TOTP secret sealed under a former JWT_SECRET sealed anew under the current one, so
+    JWT_SECRET_PREVIOUS can go. Answers how many were resealed and how many no known secret opens."""
+    resealed = unopened = 0
+    for row in db.scalars(select(TotpFactor)):
+        if keys.box.is_current(row.secret):
+            continue
+        try:
+            row.secret = keys.box.reseal(row.secret)
+            resealed += 1
+        except InvalidToken:
+            unopened += 1
+    db.commit()
+    return resealed, unopened
+
+
 def recovery_codes_left(db: Session, user_id: int) -> int:
     return len(db.scalars(select(RecoveryCode.id).where(RecoveryCode.user_id == user_id,
                                                        RecoveryCode.used_at.is_(None))).all())
