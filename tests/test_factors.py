@@ -468,3 +468,16 @@ def test_the_console_reseals_every_secret_after_a_rotation(make_app):
     unknown = make_app(**RP, JWT_SECRET="yet another secret of at least thirty-two bytes")
     refused = unknown.test_cli_runner().invoke(args=["users", "reseal-factors"])
     assert refused.exit_code != 0 and "2 secrets opened by no known secret" in refused.output
+
+
+def test_passkey_options_are_limited_per_address_and_expired_challenges_go(make_app, monkeypatch):
+    app = make_app(**{**RP, "RATELIMIT_SIGNIN": "3 per minute", "MFA_TOKEN_TTL": 1})
+    client = app.test_client()
+    answers = [client.post("/signin/passkey/options", json={}) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429] and answers[3].headers["Retry-After"]
+    time.sleep(1.2)
+    monkeypatch.setattr("app.services.factors._swept", [0.0])  # as if a minute had passed in this process
+    fresh = make_app(**RP).test_client()
+    assert fresh.post("/signin/passkey/options", json={}).status_code == 200
+    with app.extensions["engine"].connect() as connection:
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM challenges")).scalar_one() == 1

@@ -138,6 +138,7 @@ export function setupSecurity({ api, run, say, fail, signedIn }) {
       ui.totpQr.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(begun.qr_svg)}`;
       ui.totpSecret.textContent = begun.secret.replace(/(.{4})/g, "$1 ").trim();
       ui.totpEnrol.hidden = false;
+      ui.totpSetup.hidden = true;
       ui.totpCode.value = "";
       ui.totpCode.focus();
     });
@@ -145,6 +146,7 @@ export function setupSecurity({ api, run, say, fail, signedIn }) {
 
   $("totp-enrol-cancel").addEventListener("click", () => {
     ui.totpEnrol.hidden = true;
+    ui.totpSetup.hidden = false;
   });
 
   ui.totpEnrol.addEventListener("submit", (event) => {

@@ -83,6 +83,10 @@ class Throttle:
         """A sign-in without a login to count against (a passkey): per address only."""
         self._count_attempt("signin-address", address, self.signin)
 
+    def count_passkey_options(self, address: str) -> None:
+        """Options to sign in with a passkey (each stores a challenge): per address, as many as sign-ins."""
+        self._count_attempt("passkey-options", address, self.signin)
+
     def signed_in(self, login: str) -> None:
         """The password was right: the attempt `sign_in` counted was no failure."""
         if self.enabled:

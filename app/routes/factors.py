@@ -153,14 +153,15 @@ def passkey_delete(passkey_id: str):
 
 @bp.post("/signin/passkey/options")
 @operation("passkeySignInOptions", "auth", "Options to sign in with a passkey", returns=shapes.WebAuthnOptions,
-           body=PasskeySignInOptions, body_required=False, security=(),
+           body=PasskeySignInOptions, body_required=False, security=(), errors=(RateLimited,),
            links={"signInPasskey": link("signInPasskey", "Send the assertion made of them, with `challenge_id`.")},
            description="With `id`, the options name that login's passkeys (an unknown login gets options as "
                        "well); without, any passkey kept on the device for this site may answer. Pass them to "
                        "`navigator.credentials.get({publicKey: PublicKeyCredential.parseRequestOptionsFromJSON("
-                       "options)})`.")
+                       "options)})`. Limited per client address as sign-ins are (RATELIMIT_SIGNIN).")
 def signin_passkey_options():
     data = parse(PasskeySignInOptions, body())
+    throttle().count_passkey_options(client().ip)
     made = passkeys.sign_in_options(get_db(), relying_party(), factor_keys(), login=data.id, now=utcnow())
     return ok(options_shape(made))
 

@@ -11,13 +11,14 @@ import hashlib
 import io
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
 import segno
 from cryptography.fernet import InvalidToken
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Challenge, Passkey, RecoveryCode, TotpFactor
@@ -156,8 +157,8 @@ def reseal_all(db: Session, keys: FactorKeys) -> tuple[int, int]:
 
 
 def recovery_codes_left(db: Session, user_id: int) -> int:
-    return len(db.scalars(select(RecoveryCode.id).where(RecoveryCode.user_id == user_id,
-                                                       RecoveryCode.used_at.is_(None))).all())
+    return db.scalar(select(func.count()).select_from(RecoveryCode)
+                     .where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))) or 0
 
 
 def _secret_of(keys: FactorKeys, row: TotpFactor) -> str:
@@ -205,8 +206,21 @@ def digest(value: str | bytes) -> str:
     return hashlib.sha256(value.encode() if isinstance(value, str) else value).hexdigest()
 
 
+SWEEP_EVERY = 60.0  # seconds between a process's removals of expired steps
+_swept = [0.0]
+
+
+def sweep_steps(db: Session, now: datetime) -> None:
+    """Expired steps go, at most once a minute per process, in the caller's transaction: anyone may ask for
+    passkey options, so the table must not grow with them."""
+    if time.monotonic() - _swept[0] >= SWEEP_EVERY:
+        _swept[0] = time.monotonic()
+        db.execute(delete(Challenge).where(Challenge.expires_at <= now).execution_options(synchronize_session=False))
+
+
 def start_mfa(db: Session, keys: FactorKeys, *, user_id: int, now: datetime) -> str:
     """An mfa_token for the second step of this user's sign-in; the caller commits."""
+    sweep_steps(db, now)
     token = secrets.token_urlsafe(32)
     db.add(Challenge(id=digest(token), user_id=user_id, purpose=MFA, expires_at=now + timedelta(seconds=keys.ttl)))
     return token

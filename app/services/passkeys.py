@@ -33,7 +33,7 @@ from webauthn.helpers.structs import (
 
 from app.db.models import Challenge, Passkey, User
 from app.errors import Conflict, InvalidCode, InvalidCredentials, NotFound, ValidationError
-from app.services.factors import PASSKEY_ADD, PASSKEY_SIGNIN, FactorKeys, close_step, digest, open_step
+from app.services.factors import PASSKEY_ADD, PASSKEY_SIGNIN, FactorKeys, close_step, digest, open_step, sweep_steps
 
 log = logging.getLogger("app.accounts")
 
@@ -202,6 +202,7 @@ def _mine(db: Session, user_id: int, passkey_id: str) -> Passkey:
 
 def _store_challenge(db: Session, keys: FactorKeys, purpose: str, user_id: int | None, challenge: bytes,
                      now: datetime) -> str:
+    sweep_steps(db, now)
     challenge_id = secrets.token_hex(16)
     db.add(Challenge(id=challenge_id, user_id=user_id, purpose=purpose, challenge_hash=digest(challenge),
                      expires_at=now + timedelta(seconds=keys.ttl)))
