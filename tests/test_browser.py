@@ -878,10 +878,10 @@ def test_resumable_upload_pauses_survives_a_lost_network_and_a_reload(make_api_s
 
         lose_the_network_and_get_it_back(browser)
 
-        # a reload in the middle of a chunk; signed in again, the same file continues where the server is
+        # a reload in the middle of a chunk; the tab's session goes on, and the same file continues where
+        # the server is
         browser.open(page)
-    browser.sign("signin", login, PASSWORD)
-    browser.wait(lambda: browser.text("#whoami") == login, "signed in again")
+    browser.wait(lambda: browser.text("#whoami") == login, "still signed in after the reload")
     browser.wait(lambda: "raw footage.bin (20.0 MiB)" in (browser.text("#unfinished") or ""), "the unfinished upload")
     browser.watch_progress()
     browser.el("#upload-file").send_keys(str(big))
@@ -1124,3 +1124,42 @@ def test_an_authenticator_app_recovery_codes_and_a_passkey_in_the_page(make_api_
     browser.click("#totp-off-submit")
     browser.wait_status("The authenticator app is off")
     assert_clean_console(browser, expected=(r"/signin - .*status of 401",))
+
+
+def test_a_reload_keeps_the_session_search_sort_and_a_batch_that_tries_every_file(make_api_server, web_origin,
+                                                                                 browsers, tmp_path):
+    api = make_api_server(MAX_UPLOAD_BYTES=str(64 * 1024)).url
+    page = page_url(web_origin, api)
+    login = "ann@example.com"
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page, login)
+    names = {"apple notes.txt": 300, "too big.bin": 100 * 1024, "Banana_100%.txt": 20, "cherry.txt": 5000}
+    paths = []
+    for name, size in names.items():
+        path = tmp_path / name
+        path.write_bytes(b"x" * size)
+        paths.append(str(path))
+    browser.el("#upload-file").send_keys("\n".join(paths))
+    browser.click("#upload")
+    message = browser.wait_error()
+    assert message.startswith("Uploaded 3 of 4 files. Not uploaded: too big.bin: "), message
+    browser.wait(lambda: browser.text("#page-info") == "Page 1 of 1 · 3 files", "three files listed")
+
+    browser.open(page)  # a reload: the same session, no new device
+    browser.wait(lambda: browser.text("#whoami") == login, "still signed in after the reload")
+    browser.wait(lambda: len(browser.sessions()) == 1, "one device")
+    browser.wait(lambda: len(browser.files()) == 3, "the files again")
+
+    browser.fill("#search", "100%")  # % is a character of the name, not a wildcard
+    browser.wait(lambda: [f["name"] for f in browser.files()] == ["Banana_100%.txt"], "one match")
+    assert browser.text("#page-info") == "Page 1 of 1 · 1 file named like “100%”"
+    browser.fill("#search", "nothing like it")
+    browser.wait(lambda: browser.text("#page-info") == "No file names contain “nothing like it”", "no match")
+    browser.fill("#search", "")
+    browser.choose("#sort", "Largest first")
+    browser.wait(lambda: [f["name"] for f in browser.files()] == ["cherry.txt", "apple notes.txt", "Banana_100%.txt"],
+                 "largest first")
+    browser.choose("#sort", "Name A–Z")
+    browser.wait(lambda: [f["name"] for f in browser.files()] == ["apple notes.txt", "Banana_100%.txt", "cherry.txt"],
+                 "by name")
+    assert_clean_console(browser, expected=(r"/file/upload - .*status of 413",))

@@ -157,8 +157,10 @@ export class Api {
 
   // --- files --------------------------------------------------------------
 
-  listFiles(page, listSize) {
+  // `find`: {q, sort} (SPEC §14); empty values are left out
+  listFiles(page, listSize, find = {}) {
     const query = new URLSearchParams({ page: String(page), list_size: String(listSize) });
+    for (const [name, value] of Object.entries(find)) if (value) query.set(name, value);
     return this.#call("GET", `/file/list?${query}`);
   }
 
@@ -205,12 +207,30 @@ export class Api {
   #keep(tokens) {
     this.#access = tokens.access_token;
     this.#refresh = tokens.refresh_token;
+    remember(this.#base, tokens.refresh_token);
     return tokens;
   }
 
   #forget() {
     this.#access = null;
     this.#refresh = null;
+    remember(this.#base, null);
+  }
+
+  // The session this tab had before a reload, if any: its refresh token (kept in sessionStorage)
+  // gives a new pair on the same device session. Answers the token response, or null.
+  async resume() {
+    const refreshToken = remembered(this.#base);
+    if (!refreshToken) return null;
+    try {
+      return this.#keep(await this.#request("POST", "/signin/new_token", { json: { refresh_token: refreshToken } }));
+    } catch (error) {
+      if (error instanceof ApiError && SESSION_ENDED.has(error.code)) {
+        this.#forget(); // signed out meanwhile: start from the sign-in form
+        return null;
+      }
+      throw error;
+    }
   }
 
   #call(method, path, json = undefined) {
@@ -324,6 +344,29 @@ export class Api {
       form.append("file", file, file.name);
       xhr.send(form);
     });
+  }
+}
+
+// The refresh token of this tab, per API address, so a reload keeps the session (and its device) instead
+// of signing in again. sessionStorage, not localStorage: it ends with the tab, and other tabs and a
+// restarted browser sign in on their own. Script on this page could read it (so could it the memory);
+// the page's CSP allows only its own scripts.
+const SESSION_KEY = "files.session:";
+
+function remember(base, refreshToken) {
+  try {
+    if (refreshToken) sessionStorage.setItem(SESSION_KEY + base, refreshToken);
+    else sessionStorage.removeItem(SESSION_KEY + base);
+  } catch {
+    // storage refused (a private mode): the session lives in memory only
+  }
+}
+
+function remembered(base) {
+  try {
+    return sessionStorage.getItem(SESSION_KEY + base);
+  } catch {
+    return null;
   }
 }
 

@@ -41,6 +41,8 @@ const ui = {
   next: $("next-page"),
   pageSize: $("page-size"),
   sessions: $("sessions"),
+  search: $("search"),
+  sort: $("sort"),
 };
 
 // `upload`: the resumable upload in progress, if any; `shareTimer`: hides the shared link at its expiry.
@@ -121,6 +123,7 @@ function showSignedOut() {
   ui.password.value = "";
   state.page = 1;
   state.login = null;
+  ui.search.value = "";
   if (state.upload) {
     state.upload.stop(`The upload of ${state.upload.file.name} stopped at sign-out; sign in and choose the same file to continue.`);
   }
@@ -348,15 +351,32 @@ async function followMessageLink() {
 
 followMessageLink();
 
+// A reload keeps the session of this tab (the same device in "My devices"), unless a message's link
+// is being followed to set a new password.
+async function resumeSession() {
+  if (resetToken) return;
+  await run(null, async () => {
+    const tokens = await api.resume();
+    if (tokens) await enter(tokens, `Signed in as ${tokens.id}.`);
+  });
+}
+
+resumeSession();
+
 // --- files ------------------------------------------------------------------
+
+// What the list is narrowed to and ordered by (SPEC §14): the search box and the sort menu.
+function finding() {
+  return { q: ui.search.value.trim(), sort: ui.sort.value };
+}
 
 async function loadFiles() {
   const listSize = Number(ui.pageSize.value);
-  let result = await api.listFiles(state.page, listSize);
+  let result = await api.listFiles(state.page, listSize, finding());
   if (result.items.length === 0 && result.pages > 0 && state.page > result.pages) {
     // the last page emptied (a delete, or a bigger page size): show the new last page
     state.page = result.pages;
-    result = await api.listFiles(state.page, listSize);
+    result = await api.listFiles(state.page, listSize, finding());
   }
   state.pages = result.pages;
   renderFiles(result);
@@ -365,8 +385,10 @@ async function loadFiles() {
 // Every render asks for new links (thumbnails): a link is never kept past its expiry.
 function renderFiles({ items, page, pages, total }) {
   ui.files.replaceChildren(...items.map(fileRow));
+  const searched = ui.search.value.trim();
+  const none = searched ? `No file names contain “${searched}”` : "No files yet";
   ui.pageInfo.textContent =
-    total === 0 ? "No files yet" : `Page ${page} of ${pages} · ${total} ${total === 1 ? "file" : "files"}`;
+    total === 0 ? none : `Page ${page} of ${pages} · ${total} ${total === 1 ? "file" : "files"}${searched ? ` named like “${searched}”` : ""}`;
   updatePager();
 }
 
@@ -376,7 +398,7 @@ function updatePager() {
 }
 
 // What browsers show without running anything, so the server serves it inline (SPEC §7).
-const THUMBNAIL = /^image\/(png|jpeg|gif|webp|avif|bmp)$/;
+const THUMBNAIL = /^image\/(png|jpeg|gif|webp)$/; // what the server makes thumbnails of (SPEC §14)
 const PLAYABLE = /^(audio|video)\//;
 const OPENABLE = /^(image\/(?!svg)|application\/pdf$|text\/plain$)/;
 
@@ -504,7 +526,7 @@ function thumbnail(file) {
     api.link(file.id, "inline").then(
       (link) => {
         expiresAt = Date.now() + untilExpiry(link);
-        image.src = link.url;
+        image.src = `${link.url}${link.url.includes("?") ? "&" : "?"}thumbnail=64`; // a small WebP, not the original
       },
       () => image.remove(),
     );
@@ -617,14 +639,22 @@ function showUsage(usage) {
 
 // --- uploads ----------------------------------------------------------------
 
+// Every file is tried, one after another; a refused one does not stop the rest (a cancel does), and
+// the end says what went and what did not, and why.
 async function uploadFiles(files) {
   let done = 0;
+  const refused = [];
   try {
-    for (const file of files) {
-      const counter = files.length > 1 ? ` (${done + 1} of ${files.length})` : "";
-      const stored = await (file.size >= RESUMABLE_FROM ? uploadResumable(file, counter) : uploadOne(file, counter));
-      done += 1;
-      say(`Uploaded ${stored.name} (${humanSize(stored.size)}).`);
+    for (const [index, file] of files.entries()) {
+      const counter = files.length > 1 ? ` (${index + 1} of ${files.length})` : "";
+      try {
+        const stored = await (file.size >= RESUMABLE_FROM ? uploadResumable(file, counter) : uploadOne(file, counter));
+        done += 1;
+        say(`Uploaded ${stored.name} (${humanSize(stored.size)}).`);
+      } catch (error) {
+        if (files.length === 1 || (error instanceof ApiError && CANCELLED.has(error.code))) throw error;
+        refused.push(`${file.name}: ${error.message}`);
+      }
     }
   } finally {
     if (done > 0) {
@@ -632,9 +662,16 @@ async function uploadFiles(files) {
       await Promise.all([loadFiles(), loadUsage()]);
     }
   }
+  if (refused.length > 0) {
+    ui.uploadLabel.textContent = `${done} of ${files.length} uploaded`;
+    throw new Error(`Uploaded ${done} of ${files.length} files. Not uploaded: ${refused.join("; ")}`);
+  }
   ui.uploadLabel.textContent = done === 1 ? "Upload complete" : `${done} uploads complete`;
   if (done > 1) say(`Uploaded ${done} files.`);
 }
+
+// The person stopped the batch: the files after it are not tried.
+const CANCELLED = new Set(["aborted", "cancelled"]);
 
 async function uploadOne(file, counter) {
   ui.uploadLabel.textContent = `Uploading ${file.name}${counter}`;
@@ -783,6 +820,22 @@ ui.uploadForm.addEventListener("submit", (event) => {
       await showUnfinished();
     }
   });
+});
+
+// Searching waits for a pause in typing; each new search or order starts at page 1.
+let searchTimer = null;
+function findAgain() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    state.page = 1;
+    run(null, loadFiles);
+  }, 250);
+}
+ui.search.addEventListener("input", findAgain);
+ui.sort.addEventListener("change", findAgain);
+$("find").addEventListener("submit", (event) => {
+  event.preventDefault();
+  findAgain();
 });
 
 // Both page buttons stay disabled while a page loads, so quick clicks cannot skip pages.
