@@ -60,8 +60,8 @@ def test_a_file_of_several_parts_round_trips(make_app):
 
 
 @pytest.mark.parametrize(("backend", "storage_kind"), S3_ONCE, indirect=["backend"])
-def test_a_missing_bucket_is_503_not_500(make_app, s3_server):
-    app = make_app(STORAGE_URL="s3://no-such-bucket/files", AWS_ENDPOINT_URL_S3=s3_server.url, **S3_CREDENTIALS)
+def test_a_missing_bucket_is_503_not_500(make_app, s3_endpoint):
+    app = make_app(STORAGE_URL="s3://no-such-bucket/files", AWS_ENDPOINT_URL_S3=s3_endpoint.url, **S3_CREDENTIALS)
     client = app.test_client()
     headers = bearer(sign_up(client)["access_token"])
     response = client.post("/file/upload", headers=headers, data={"file": (io.BytesIO(b"x"), "x.txt")})
