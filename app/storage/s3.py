@@ -24,7 +24,12 @@ MIN_PART_SIZE = 5 << 20  # S3's smallest part but the last
 KEY = re.compile(r"^[0-9a-f]{32}$")
 UPLOAD_SEPARATOR = "?uploadId="  # unfinished writes are named `<key>?uploadId=<id>`: both are needed to abort one
 MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
-PARTIAL_DIR = ".uploads"  # `<prefix>/.uploads/<id>/`: a partial upload's marker and unaligned tail objects
+PARTIAL_DIR = ".partial"  # `<prefix>/.partial/<id>/`: a partial upload's marker and unaligned tail objects
+# Where partial uploads started by earlier versions keep theirs. SeaweedFS keeps its own multipart state in `.uploads`
+# folders and leaves every `.uploads/` out of listings (objects there can be read but never listed), so their
+# markers and tails were invisible there. Still read, listed and removed, so that uploads under way across the
+# upgrade finish and storage-check cleans up after them; no longer written.
+LEGACY_PARTIAL_DIR = ".uploads"
 MARKER = "key-"  # `key-<blob key>`: the multipart upload on that key belongs to this partial upload
 TAIL = "tail-"  # `tail-<start offset>`: the bytes from there on that do not yet fill a part
 # Refusals that mean "the store cannot serve us now" (or is misconfigured), not "this request is wrong".
@@ -230,7 +235,8 @@ class S3Storage:
                     if not KEY.match(key):
                         continue
                     if partial_keys is None:
-                        partial_keys = {name.partition(MARKER)[2] for name, _, _ in self._partial_objects()}
+                        partial_keys = {name.rpartition("/")[2].partition(MARKER)[2]
+                                        for _, name, _, _ in self._partial_objects() if MARKER in name}
                     if key in partial_keys:  # a resumable upload's, alive while its partial upload is
                         continue
                     size, modified = 0, upload["Initiated"].timestamp()
@@ -263,10 +269,10 @@ class S3Storage:
     # which objects hold what: any instance can append, and a part written by an attempt never committed
     # is simply written again under the same number.
 
-    def _partial_name(self, pid: str, leaf: str = "") -> str:
+    def _partial_name(self, pid: str, leaf: str = "", directory: str = PARTIAL_DIR) -> str:
         if not KEY.match(pid):
             raise FileNotFoundError(f"not a partial upload: {pid!r}")
-        return f"{self._listing_prefix}{PARTIAL_DIR}/{pid}/{leaf}"
+        return f"{self._listing_prefix}{directory}/{pid}/{leaf}"
 
     def start_partial(self) -> str:
         pid, key = new_key(), new_key()
@@ -296,16 +302,20 @@ class S3Storage:
     def _tail(self, pid: str, start: int, size: int) -> bytearray:
         if not size:
             return bytearray()
-        try:
-            with unavailable_on_error("reading an upload's tail"):
-                body = self.client.get_object(
-                    Bucket=self.bucket, Key=self._partial_name(pid, f"{TAIL}{start}"), Range=f"bytes=0-{size - 1}",
-                )["Body"]
-                data = bytearray(body.read())
-        except ClientError as e:
-            if _code(e) in MISSING or _code(e) == "InvalidRange":
-                raise FileNotFoundError(f"partial upload {pid}: the tail at {start} is gone") from None
-            raise
+        for directory in (PARTIAL_DIR, LEGACY_PARTIAL_DIR):
+            try:
+                with unavailable_on_error("reading an upload's tail"):
+                    body = self.client.get_object(
+                        Bucket=self.bucket, Key=self._partial_name(pid, f"{TAIL}{start}", directory),
+                        Range=f"bytes=0-{size - 1}",
+                    )["Body"]
+                    data = bytearray(body.read())
+                break
+            except ClientError as e:
+                if _code(e) not in MISSING and _code(e) != "InvalidRange":
+                    raise
+        else:
+            raise FileNotFoundError(f"partial upload {pid}: the tail at {start} is gone")
         if len(data) != size:
             raise FileNotFoundError(f"partial upload {pid}: the tail at {start} is short")
         return data
@@ -352,8 +362,8 @@ class S3Storage:
     def drop_partial(self, ref: str) -> None:
         """Abort the multipart upload (if still open) and remove the marker and tails."""
         pid = ref.partition(":")[0]
-        names = [name for name, _, _ in self._partial_objects(pid)]
-        for key in {name.partition(MARKER)[2] for name in names if MARKER in name}:
+        names = [name for _, name, _, _ in self._partial_objects(pid)]
+        for key in {name.rpartition("/")[2].partition(MARKER)[2] for name in names if MARKER in name}:
             with unavailable_on_error("listing uploads"):
                 uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.name(key))
             for upload in uploads.get("Uploads", []):
@@ -363,19 +373,21 @@ class S3Storage:
             with unavailable_on_error("deleting an object"):
                 self.client.delete_object(Bucket=self.bucket, Key=name)
 
-    def _partial_objects(self, pid: str = "") -> Iterator[tuple[str, int, float]]:
-        prefix = f"{self._listing_prefix}{PARTIAL_DIR}/{pid + '/' if pid else ''}"
-        with unavailable_on_error("listing objects"):
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    yield item["Key"], item["Size"], item["LastModified"].timestamp()
+    def _partial_objects(self, pid: str = "") -> Iterator[tuple[str, str, int, float]]:
+        """(partial upload id, object name, size, modified) of the markers and tails of one or all partial uploads."""
+        for directory in (PARTIAL_DIR, LEGACY_PARTIAL_DIR):
+            start = len(f"{self._listing_prefix}{directory}/")
+            prefix = f"{self._listing_prefix}{directory}/{pid + '/' if pid else ''}"
+            with unavailable_on_error("listing objects"):
+                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                    for item in page.get("Contents", []):
+                        name = item["Key"]
+                        yield name[start:].partition("/")[0], name, item["Size"], item["LastModified"].timestamp()
 
     def partials(self) -> Iterator[PartialInfo]:
         """One entry per partial upload; `size` counts its tails only (its parts are in the multipart upload)."""
         found: dict[str, tuple[int, float]] = {}
-        start = len(f"{self._listing_prefix}{PARTIAL_DIR}/")
-        for name, size, modified in self._partial_objects():
-            pid = name[start:].partition("/")[0]
+        for pid, _, size, modified in self._partial_objects():
             if KEY.match(pid):
                 total, latest = found.get(pid, (0, 0.0))
                 found[pid] = (total + size, max(latest, modified))
