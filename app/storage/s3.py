@@ -1,4 +1,4 @@
-"""File bytes in an S3-compatible object store (AWS S3, MinIO, Ceph), behind the same interface as local disk.
+"""File bytes in an S3-compatible object store (AWS S3, SeaweedFS, Ceph, MinIO), behind the interface of local disk.
 
 Objects are named `<prefix>/<key>`; uploads stream as multipart uploads, one part in memory at a time;
 any failure to reach the store surfaces as StorageUnavailable (503), never as a hang or a 500.
@@ -53,7 +53,7 @@ def make_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         signature_version="s3v4",
-        s3={"addressing_style": "path"},  # MinIO and Ceph serve buckets by path, not by host name
+        s3={"addressing_style": "path"},  # SeaweedFS, MinIO and Ceph serve buckets by path, not by host name
         # Two retries (three attempts) and bounded socket waits: a store that refuses connections gives 503
         # at once, one that stops answering after about three read timeouts, never a hung request.
         retries={"max_attempts": 2, "mode": "standard"},
