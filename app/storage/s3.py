@@ -32,6 +32,9 @@ PARTIAL_DIR = ".partial"  # `<prefix>/.partial/<id>/`: a partial upload's marker
 LEGACY_PARTIAL_DIR = ".uploads"
 MARKER = "key-"  # `key-<blob key>`: the multipart upload on that key belongs to this partial upload
 TAIL = "tail-"  # `tail-<start offset>`: the bytes from there on that do not yet fill a part
+# `part-<n>`: the ETag of part n as last uploaded. S3 lists only the last upload of a part number; SeaweedFS
+# lists each one, and its complete takes whichever ETag it is given, so the last must be known.
+PART = "part-"
 # Refusals that mean "the store cannot serve us now" (or is misconfigured), not "this request is wrong".
 FULL = {"XMinioStorageFull", "InsufficientStorage", "StorageFull", "EntityTooLarge", "QuotaExceeded"}
 UNAVAILABLE = {
@@ -290,7 +293,10 @@ class S3Storage:
             part += _read_part(stream, part_size - filled)
             if len(part) < part_size:
                 break
-            self._upload_part(key, upload_id, done + 1, part)
+            uploaded = self._upload_part(key, upload_id, done + 1, part)
+            with unavailable_on_error("recording a part"):  # before the new offset can be committed
+                self.client.put_object(Bucket=self.bucket, Key=self._partial_name(pid, f"{PART}{done + 1}"),
+                                       Body=uploaded["ETag"].encode())
             done += 1
             part = bytearray()
         if part:
@@ -335,19 +341,25 @@ class S3Storage:
     def finish_partial(self, ref: str, size: int) -> str:
         pid, key, part_size, upload_id = _parse_ref(ref)
         whole, rest = divmod(size, part_size)
-        parts: dict[int, dict[str, Any]] = {}
+        listed: dict[int, list[dict[str, Any]]] = {}
         try:
             with unavailable_on_error("listing parts"):
                 for page in self.client.get_paginator("list_parts").paginate(
                     Bucket=self.bucket, Key=self.name(key), UploadId=upload_id,
                 ):
                     for item in page.get("Parts", []):
-                        if item["PartNumber"] <= whole and item["Size"] == part_size:
-                            parts[item["PartNumber"]] = {"ETag": item["ETag"], "PartNumber": item["PartNumber"]}
+                        if item["PartNumber"] <= whole:
+                            listed.setdefault(item["PartNumber"], []).append(item)
         except ClientError as e:
             if _code(e) in MISSING:
                 raise FileNotFoundError(f"the multipart upload of {key} is gone") from None
             raise
+        parts: dict[int, dict[str, Any]] = {}
+        for number, items in listed.items():
+            if len({item["ETag"] for item in items}) > 1:  # written more than once, with other bytes
+                items = self._last_upload(pid, number, items)
+            if items and items[0]["Size"] == part_size:
+                parts[number] = {"ETag": items[0]["ETag"], "PartNumber": number}
         if len(parts) != whole:
             raise FileNotFoundError(f"partial upload {pid}: {whole - len(parts)} of its parts are missing")
         if rest:  # the tail becomes the last part (the only one S3 lets be smaller than the minimum)
@@ -358,6 +370,19 @@ class S3Storage:
                 MultipartUpload={"Parts": [parts[number] for number in sorted(parts)]},
             )
         return key
+
+    def _last_upload(self, pid: str, number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Of several uploads of one part number, the one recorded last (the latest one for an upload begun
+        before parts were recorded)."""
+        try:
+            with unavailable_on_error("reading a part's record"):
+                recorded = self.client.get_object(
+                    Bucket=self.bucket, Key=self._partial_name(pid, f"{PART}{number}"))["Body"].read().decode()
+        except ClientError as e:
+            if _code(e) not in MISSING:
+                raise
+            return [max(items, key=lambda item: item["LastModified"])]
+        return [item for item in items if item["ETag"] == recorded]
 
     def drop_partial(self, ref: str) -> None:
         """Abort the multipart upload (if still open) and remove the marker and tails."""
@@ -387,10 +412,11 @@ class S3Storage:
     def partials(self) -> Iterator[PartialInfo]:
         """One entry per partial upload; `size` counts its tails only (its parts are in the multipart upload)."""
         found: dict[str, tuple[int, float]] = {}
-        for pid, _, size, modified in self._partial_objects():
+        for pid, name, size, modified in self._partial_objects():
             if KEY.match(pid):
                 total, latest = found.get(pid, (0, 0.0))
-                found[pid] = (total + size, max(latest, modified))
+                counted = size if name.rpartition("/")[2].startswith(TAIL) else 0  # not markers, not records
+                found[pid] = (total + counted, max(latest, modified))
         for pid, (size, modified) in sorted(found.items()):
             yield PartialInfo(pid, size, modified)
 
