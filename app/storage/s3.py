@@ -242,19 +242,20 @@ class S3Storage:
                                         for _, name, _, _ in self._partial_objects() if MARKER in name}
                     if key in partial_keys:  # a resumable upload's, alive while its partial upload is
                         continue
-                    size, modified = 0, upload["Initiated"].timestamp()
+                    sizes: dict[int, int] = {}  # by part number: SeaweedFS lists a part written twice twice
+                    modified = upload["Initiated"].timestamp()
                     try:
                         for parts in self.client.get_paginator("list_parts").paginate(
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"],
                         ):
                             for part in parts.get("Parts", []):
-                                size += part["Size"]
+                                sizes[part["PartNumber"]] = max(sizes.get(part["PartNumber"], 0), part["Size"])
                                 modified = max(modified, part["LastModified"].timestamp())
                     except ClientError as e:
                         if _code(e) == "NoSuchUpload":  # completed or aborted since the listing
                             continue
                         raise
-                    yield BlobInfo(f"{key}{UPLOAD_SEPARATOR}{upload['UploadId']}", size, modified)
+                    yield BlobInfo(f"{key}{UPLOAD_SEPARATOR}{upload['UploadId']}", sum(sizes.values()), modified)
 
     def delete_unfinished(self, key: str) -> None:
         blob_key, _, upload_id = key.partition(UPLOAD_SEPARATOR)
