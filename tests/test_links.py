@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from app.security import LINK_FIELDS as TOKEN_FIELDS, LinkClaims, LinkSigner
-from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, stored_files
+from tests.conftest import BACKEND_STORAGE, JWT_TEST_SECRET, S3_KINDS, stored_files
 from tests.support.api import PASSWORD, bearer, sign_up
 from tests.support.api import NOISE, PNG, sha, update, uploaded
 from tests.support.live import multipart, send
@@ -444,7 +444,7 @@ def test_over_gunicorn_the_url_works_as_it_is_and_the_token_never_reaches_the_lo
 
 
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)
-@pytest.mark.parametrize("storage_kind", ["s3"])
+@pytest.mark.parametrize("storage_kind", S3_KINDS)
 def test_two_instances_a_link_made_on_one_dies_on_both_when_its_session_signs_out_on_the_other(
         make_live_server, tmp_path):
     a = make_live_server(INSTANCE_DIR=str(tmp_path / "a"), UPLOAD_DIR=str(tmp_path / "a-disk"))

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
+from tests.conftest import S3_KINDS
 from tests.support.api import PASSWORD
 from tests.support.faults import TcpProxy
 from tests.support.api import sha
@@ -20,7 +21,7 @@ from tests.support.live import get, multipart, send
 
 pytestmark = [
     pytest.mark.parametrize("backend", ["mysql"], indirect=True),
-    pytest.mark.parametrize("storage_kind", ["s3"]),
+    pytest.mark.parametrize("storage_kind", S3_KINDS),
 ]
 CREDENTIALS = {"id": "ann@example.com", "password": PASSWORD}
 

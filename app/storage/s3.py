@@ -1,4 +1,4 @@
-"""File bytes in an S3-compatible object store (AWS S3, MinIO, Ceph), behind the same interface as local disk.
+"""File bytes in an S3-compatible object store (AWS S3, SeaweedFS, Ceph, MinIO), behind the interface of local disk.
 
 Objects are named `<prefix>/<key>`; uploads stream as multipart uploads, one part in memory at a time;
 any failure to reach the store surfaces as StorageUnavailable (503), never as a hang or a 500.
@@ -24,9 +24,17 @@ MIN_PART_SIZE = 5 << 20  # S3's smallest part but the last
 KEY = re.compile(r"^[0-9a-f]{32}$")
 UPLOAD_SEPARATOR = "?uploadId="  # unfinished writes are named `<key>?uploadId=<id>`: both are needed to abort one
 MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
-PARTIAL_DIR = ".uploads"  # `<prefix>/.uploads/<id>/`: a partial upload's marker and unaligned tail objects
+PARTIAL_DIR = ".partial"  # `<prefix>/.partial/<id>/`: a partial upload's marker and unaligned tail objects
+# Where partial uploads started by earlier versions keep theirs. SeaweedFS keeps its own multipart state in `.uploads`
+# folders and leaves every `.uploads/` out of listings (objects there can be read but never listed), so their
+# markers and tails were invisible there. Still read, listed and removed, so that uploads under way across the
+# upgrade finish and storage-check cleans up after them; no longer written.
+LEGACY_PARTIAL_DIR = ".uploads"
 MARKER = "key-"  # `key-<blob key>`: the multipart upload on that key belongs to this partial upload
 TAIL = "tail-"  # `tail-<start offset>`: the bytes from there on that do not yet fill a part
+# `part-<n>`: the ETag of part n as last uploaded. S3 lists only the last upload of a part number; SeaweedFS
+# lists each one, and its complete takes whichever ETag it is given, so the last must be known.
+PART = "part-"
 # Refusals that mean "the store cannot serve us now" (or is misconfigured), not "this request is wrong".
 FULL = {"XMinioStorageFull", "InsufficientStorage", "StorageFull", "EntityTooLarge", "QuotaExceeded"}
 UNAVAILABLE = {
@@ -48,7 +56,7 @@ def make_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         signature_version="s3v4",
-        s3={"addressing_style": "path"},  # MinIO and Ceph serve buckets by path, not by host name
+        s3={"addressing_style": "path"},  # SeaweedFS, MinIO and Ceph serve buckets by path, not by host name
         # Two retries (three attempts) and bounded socket waits: a store that refuses connections gives 503
         # at once, one that stops answering after about three read timeouts, never a hung request.
         retries={"max_attempts": 2, "mode": "standard"},
@@ -230,22 +238,24 @@ class S3Storage:
                     if not KEY.match(key):
                         continue
                     if partial_keys is None:
-                        partial_keys = {name.partition(MARKER)[2] for name, _, _ in self._partial_objects()}
+                        partial_keys = {name.rpartition("/")[2].partition(MARKER)[2]
+                                        for _, name, _, _ in self._partial_objects() if MARKER in name}
                     if key in partial_keys:  # a resumable upload's, alive while its partial upload is
                         continue
-                    size, modified = 0, upload["Initiated"].timestamp()
+                    sizes: dict[int, int] = {}  # by part number: SeaweedFS lists a part written twice twice
+                    modified = upload["Initiated"].timestamp()
                     try:
                         for parts in self.client.get_paginator("list_parts").paginate(
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"],
                         ):
                             for part in parts.get("Parts", []):
-                                size += part["Size"]
+                                sizes[part["PartNumber"]] = max(sizes.get(part["PartNumber"], 0), part["Size"])
                                 modified = max(modified, part["LastModified"].timestamp())
                     except ClientError as e:
                         if _code(e) == "NoSuchUpload":  # completed or aborted since the listing
                             continue
                         raise
-                    yield BlobInfo(f"{key}{UPLOAD_SEPARATOR}{upload['UploadId']}", size, modified)
+                    yield BlobInfo(f"{key}{UPLOAD_SEPARATOR}{upload['UploadId']}", sum(sizes.values()), modified)
 
     def delete_unfinished(self, key: str) -> None:
         blob_key, _, upload_id = key.partition(UPLOAD_SEPARATOR)
@@ -263,10 +273,10 @@ class S3Storage:
     # which objects hold what: any instance can append, and a part written by an attempt never committed
     # is simply written again under the same number.
 
-    def _partial_name(self, pid: str, leaf: str = "") -> str:
+    def _partial_name(self, pid: str, leaf: str = "", directory: str = PARTIAL_DIR) -> str:
         if not KEY.match(pid):
             raise FileNotFoundError(f"not a partial upload: {pid!r}")
-        return f"{self._listing_prefix}{PARTIAL_DIR}/{pid}/{leaf}"
+        return f"{self._listing_prefix}{directory}/{pid}/{leaf}"
 
     def start_partial(self) -> str:
         pid, key = new_key(), new_key()
@@ -284,7 +294,10 @@ class S3Storage:
             part += _read_part(stream, part_size - filled)
             if len(part) < part_size:
                 break
-            self._upload_part(key, upload_id, done + 1, part)
+            uploaded = self._upload_part(key, upload_id, done + 1, part)
+            with unavailable_on_error("recording a part"):  # before the new offset can be committed
+                self.client.put_object(Bucket=self.bucket, Key=self._partial_name(pid, f"{PART}{done + 1}"),
+                                       Body=uploaded["ETag"].encode())
             done += 1
             part = bytearray()
         if part:
@@ -296,16 +309,20 @@ class S3Storage:
     def _tail(self, pid: str, start: int, size: int) -> bytearray:
         if not size:
             return bytearray()
-        try:
-            with unavailable_on_error("reading an upload's tail"):
-                body = self.client.get_object(
-                    Bucket=self.bucket, Key=self._partial_name(pid, f"{TAIL}{start}"), Range=f"bytes=0-{size - 1}",
-                )["Body"]
-                data = bytearray(body.read())
-        except ClientError as e:
-            if _code(e) in MISSING or _code(e) == "InvalidRange":
-                raise FileNotFoundError(f"partial upload {pid}: the tail at {start} is gone") from None
-            raise
+        for directory in (PARTIAL_DIR, LEGACY_PARTIAL_DIR):
+            try:
+                with unavailable_on_error("reading an upload's tail"):
+                    body = self.client.get_object(
+                        Bucket=self.bucket, Key=self._partial_name(pid, f"{TAIL}{start}", directory),
+                        Range=f"bytes=0-{size - 1}",
+                    )["Body"]
+                    data = bytearray(body.read())
+                break
+            except ClientError as e:
+                if _code(e) not in MISSING and _code(e) != "InvalidRange":
+                    raise
+        else:
+            raise FileNotFoundError(f"partial upload {pid}: the tail at {start} is gone")
         if len(data) != size:
             raise FileNotFoundError(f"partial upload {pid}: the tail at {start} is short")
         return data
@@ -325,19 +342,25 @@ class S3Storage:
     def finish_partial(self, ref: str, size: int) -> str:
         pid, key, part_size, upload_id = _parse_ref(ref)
         whole, rest = divmod(size, part_size)
-        parts: dict[int, dict[str, Any]] = {}
+        listed: dict[int, list[dict[str, Any]]] = {}
         try:
             with unavailable_on_error("listing parts"):
                 for page in self.client.get_paginator("list_parts").paginate(
                     Bucket=self.bucket, Key=self.name(key), UploadId=upload_id,
                 ):
                     for item in page.get("Parts", []):
-                        if item["PartNumber"] <= whole and item["Size"] == part_size:
-                            parts[item["PartNumber"]] = {"ETag": item["ETag"], "PartNumber": item["PartNumber"]}
+                        if item["PartNumber"] <= whole:
+                            listed.setdefault(item["PartNumber"], []).append(item)
         except ClientError as e:
             if _code(e) in MISSING:
                 raise FileNotFoundError(f"the multipart upload of {key} is gone") from None
             raise
+        parts: dict[int, dict[str, Any]] = {}
+        for number, items in listed.items():
+            if len({item["ETag"] for item in items}) > 1:  # written more than once, with other bytes
+                items = self._last_upload(pid, number, items)
+            if items and items[0]["Size"] == part_size:
+                parts[number] = {"ETag": items[0]["ETag"], "PartNumber": number}
         if len(parts) != whole:
             raise FileNotFoundError(f"partial upload {pid}: {whole - len(parts)} of its parts are missing")
         if rest:  # the tail becomes the last part (the only one S3 lets be smaller than the minimum)
@@ -349,11 +372,24 @@ class S3Storage:
             )
         return key
 
+    def _last_upload(self, pid: str, number: int, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Of several uploads of one part number, the one recorded last (the latest one for an upload begun
+        before parts were recorded)."""
+        try:
+            with unavailable_on_error("reading a part's record"):
+                recorded = self.client.get_object(
+                    Bucket=self.bucket, Key=self._partial_name(pid, f"{PART}{number}"))["Body"].read().decode()
+        except ClientError as e:
+            if _code(e) not in MISSING:
+                raise
+            return [max(items, key=lambda item: item["LastModified"])]
+        return [item for item in items if item["ETag"] == recorded]
+
     def drop_partial(self, ref: str) -> None:
         """Abort the multipart upload (if still open) and remove the marker and tails."""
         pid = ref.partition(":")[0]
-        names = [name for name, _, _ in self._partial_objects(pid)]
-        for key in {name.partition(MARKER)[2] for name in names if MARKER in name}:
+        names = [name for _, name, _, _ in self._partial_objects(pid)]
+        for key in {name.rpartition("/")[2].partition(MARKER)[2] for name in names if MARKER in name}:
             with unavailable_on_error("listing uploads"):
                 uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.name(key))
             for upload in uploads.get("Uploads", []):
@@ -363,22 +399,25 @@ class S3Storage:
             with unavailable_on_error("deleting an object"):
                 self.client.delete_object(Bucket=self.bucket, Key=name)
 
-    def _partial_objects(self, pid: str = "") -> Iterator[tuple[str, int, float]]:
-        prefix = f"{self._listing_prefix}{PARTIAL_DIR}/{pid + '/' if pid else ''}"
-        with unavailable_on_error("listing objects"):
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    yield item["Key"], item["Size"], item["LastModified"].timestamp()
+    def _partial_objects(self, pid: str = "") -> Iterator[tuple[str, str, int, float]]:
+        """(partial upload id, object name, size, modified) of the markers and tails of one or all partial uploads."""
+        for directory in (PARTIAL_DIR, LEGACY_PARTIAL_DIR):
+            start = len(f"{self._listing_prefix}{directory}/")
+            prefix = f"{self._listing_prefix}{directory}/{pid + '/' if pid else ''}"
+            with unavailable_on_error("listing objects"):
+                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                    for item in page.get("Contents", []):
+                        name = item["Key"]
+                        yield name[start:].partition("/")[0], name, item["Size"], item["LastModified"].timestamp()
 
     def partials(self) -> Iterator[PartialInfo]:
         """One entry per partial upload; `size` counts its tails only (its parts are in the multipart upload)."""
         found: dict[str, tuple[int, float]] = {}
-        start = len(f"{self._listing_prefix}{PARTIAL_DIR}/")
-        for name, size, modified in self._partial_objects():
-            pid = name[start:].partition("/")[0]
+        for pid, name, size, modified in self._partial_objects():
             if KEY.match(pid):
                 total, latest = found.get(pid, (0, 0.0))
-                found[pid] = (total + size, max(latest, modified))
+                counted = size if name.rpartition("/")[2].startswith(TAIL) else 0  # not markers, not records
+                found[pid] = (total + counted, max(latest, modified))
         for pid, (size, modified) in sorted(found.items()):
             yield PartialInfo(pid, size, modified)
 
