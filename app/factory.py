@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from app import cli, db, openapi, storage
+from app import cli, db, metrics, openapi, storage
 from app.http import middleware
 from app.http.context import close_db
 from app.http.handlers import register_error_handlers
@@ -18,6 +18,7 @@ from app.messages import Outbox
 from app.ratelimit import counters
 from app.ratelimit.throttle import Limit, Throttle
 from app.security import LINK_EXPIRY_MAX, LinkSigner, Passwords, TokenPolicy
+from app.server import logformat
 from app.services.codes import CodeKey
 from config import Config
 
@@ -36,6 +37,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     configure_messages(app)
     db.init_app(app)
     app.teardown_appcontext(close_db)
+    configure_metrics(app)
     app.extensions["storage"] = storage.from_config(app.config)
     middleware.install(app)
     configure_limits(app)
@@ -48,11 +50,31 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 def configure_logging(app: Flask) -> None:
     logger = logging.getLogger("app")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(logging.StreamHandler(sys.stderr))
         logger.propagate = False
+    app.config["LOG_FORMAT"] = logformat.check(str(app.config["LOG_FORMAT"]).strip().lower())
+    json_lines = app.config["LOG_FORMAT"] == "json"
+    for handler in logger.handlers:
+        handler.setFormatter(logformat.JsonFormatter() if json_lines
+                             else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+METRICS_TOKEN_MIN = 16  # characters: a token anyone could guess would publish the numbers
+
+
+def configure_metrics(app: Flask) -> None:
+    """Metrics are counted only where they are served: with METRICS_TOKEN, or on METRICS_PORT."""
+    token, port = app.config["METRICS_TOKEN"], int(app.config["METRICS_PORT"] or 0)
+    if token and len(token) < METRICS_TOKEN_MIN:
+        raise RuntimeError(f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN} characters (e.g. `openssl rand -hex 24`)")
+    if not 0 <= port <= 65535:
+        raise RuntimeError(f"METRICS_PORT must be a TCP port (1 to 65535), or empty; not {port}")
+    app.extensions["metrics_on"] = bool(token or port)
+    if app.extensions["metrics_on"]:
+        metrics.watch_pool(app.extensions["engine"], "transactions")
+        if app.extensions["autocommit_engine"].pool is not app.extensions["engine"].pool:  # SQLite shares one
+            metrics.watch_pool(app.extensions["autocommit_engine"], "autocommit")
 
 
 def configure_security(app: Flask) -> None:
@@ -143,7 +165,7 @@ def configure_limits(app: Flask) -> None:
     )
 
 
-ROUTES = ("auth", "recovery", "info", "account", "admin", "roles", "files", "links", "uploads")  # app.routes.*, in this order
+ROUTES = ("auth", "recovery", "info", "ops", "account", "admin", "roles", "files", "links", "uploads")  # app.routes.*, in this order
 
 
 def load_modules() -> None:
