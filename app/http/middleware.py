@@ -99,7 +99,31 @@ def count(response: Response, elapsed: float) -> None:
         metrics.refused(getattr(g.get("error"), "limit", None) or "other")
     direction = g.pop("transfer", None)
     if direction is not None:  # a download's bytes go out after this: the transfer ends when they have
-        response.call_on_close(lambda: metrics.transfer_ended(direction))
+        when_sent(response, lambda: metrics.transfer_ended(direction))
+
+
+def when_sent(response: Response, callback) -> None:
+    """Call `callback` once the server is done with the answer's body.
+
+    A file answer (direct_passthrough) reaches the server as the file wrapper itself, whose close() the
+    server calls; werkzeug's call_on_close is not called then. Any other body goes through it."""
+    body, status = response.response, response.status_code
+    if (response.direct_passthrough and request.method != "HEAD" and not 100 <= status < 200
+            and status not in (204, 304) and callable(getattr(body, "close", None))):
+        close = body.close
+
+        def close_then_call() -> None:
+            try:
+                close()
+            finally:
+                callback()
+
+        try:
+            body.close = close_then_call
+            return
+        except AttributeError:  # a body whose close cannot be replaced
+            pass
+    response.call_on_close(callback)
 
 
 def end_transfer(_error: BaseException | None = None) -> None:
