@@ -100,6 +100,10 @@ def pre_fork(server, worker):
     gc.freeze()
 
 
+def worker_exit(server, worker):
+    multiprocess.flush_before_exit()
+
+
 def child_exit(server, worker):
     multiprocess.worker_exited(worker.pid)
 

@@ -8,6 +8,7 @@ mode, so nothing here imports it before the variable is set.
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -29,6 +30,13 @@ def prepare(instance_dir: str, bind: str) -> Path | None:
     directory.mkdir(parents=True)
     os.environ[VARIABLE] = str(directory)
     return directory
+
+
+def flush_before_exit() -> None:
+    """In a stopping worker: write the last second's counts (app.metrics writes them once a second)."""
+    counted = sys.modules.get("app.metrics")
+    if counted is not None and os.environ.get(VARIABLE):
+        counted.flush()
 
 
 def worker_exited(pid: int) -> None:

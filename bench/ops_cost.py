@@ -1,0 +1,107 @@
+"""What metrics and JSON logs cost (SPEC §12): `GET /info` on two servers, rounds interleaved A B A B ….
+
+    python bench/ops_cost.py
+
+A: metrics off (no METRICS_TOKEN, no METRICS_PORT) and the text log line. B: METRICS_TOKEN set (every
+request counted: route, status, latency histogram, socket bytes, pool gauges) and LOG_FORMAT=json. Both log
+every request (LOG_LEVEL=INFO, the production default) to a file, run gunicorn.conf.py with
+APP_ENV=production, and share one MySQL database (recreated; `BENCH_DATABASE_URL`). Each round is
+`wrk -t2 -c32 -d$BENCH_SECONDS` on /info after a short warm-up; the script prints medians of requests/s,
+p50/p99 and the server's CPU per request (master and workers, from /proc), B against A, and checks that
+B's /metrics counted exactly the /info requests wrk reports.
+
+Environment: BENCH_SECONDS (default 10), BENCH_ROUNDS (default 5, at least 3), BENCH_DATABASE_URL.
+"""
+import os
+import statistics
+import sys
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from bench.common import Server, call, fresh_database, git_revision, machine, wrk  # noqa: E402
+from bench.compare import cpu_seconds, tree  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = max(3, int(os.environ.get("BENCH_ROUNDS", "5")))
+METRICS_TOKEN = "bench-metrics-" + "m" * 24
+PASSWORD = "bench password"
+LOGIN = "ops-bench@example.com"
+SIDES = {
+    "A": {"LOG_LEVEL": "INFO", "LOG_FORMAT": "text", "HOUSEKEEPING_INTERVAL": "0"},
+    "B": {"LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "METRICS_TOKEN": METRICS_TOKEN, "HOUSEKEEPING_INTERVAL": "0"},
+}
+
+
+def measure(server: Server, token: str) -> dict:
+    pids = tree([server.process.pid])
+    before = cpu_seconds(pids)
+    result = wrk(server.url + "/info", SECONDS, headers={"Authorization": f"Bearer {token}"})
+    result["cpu_us"] = (cpu_seconds(tree([server.process.pid])) - before) / max(result["requests"], 1) * 1e6
+    if result["non2xx"] or result["socket_errors"]:
+        raise RuntimeError(f"wrk saw errors: {result['non2xx']} non-2xx, {result['socket_errors']}")
+    return result
+
+
+def info_count(server: Server) -> float:
+    request = urllib.request.Request(server.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "filesvc_http_requests_total" and sample.labels == {
+                    "route": "/info", "method": "GET", "status": "200"}:
+                return sample.value
+    return 0.0
+
+
+def median(results: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in results)
+
+
+def main() -> None:
+    fresh_database()
+    servers = {name: Server(env) for name, env in SIDES.items()}
+    try:
+        token = call(servers["A"].url + "/signup", {"id": LOGIN, "password": PASSWORD})["data"]["access_token"]
+        for server in servers.values():  # warm-up: pools filled, code paths compiled
+            wrk(server.url + "/info", 2, headers={"Authorization": f"Bearer {token}"})
+        counted_before = info_count(servers["B"])
+        results: dict[str, list[dict]] = {name: [] for name in servers}
+        for round_ in range(ROUNDS):
+            # Access tokens live 10 minutes; a sign-in per round keeps each one fresh.
+            token = call(servers["A"].url + "/signin", {"id": LOGIN, "password": PASSWORD})["data"]["access_token"]
+            for name, server in servers.items():
+                results[name].append(measure(server, token))
+                r = results[name][-1]
+                print(f"round {round_ + 1} {name}: {r['rps']:,.0f} req/s, p50 {r['p50']:.2f} ms, "
+                      f"p99 {r['p99']:.2f} ms, {r['cpu_us']:.0f} µs CPU/request", flush=True)
+        counted = info_count(servers["B"]) - counted_before
+        sent = sum(r["requests"] for r in results["B"])
+    finally:
+        for server in servers.values():
+            server.stop()
+    report(results, counted, sent)
+
+
+def report(results: dict[str, list[dict]], counted: float, sent: int) -> None:
+    a, b = results["A"], results["B"]
+    rps_a, rps_b = median(a, "rps"), median(b, "rps")
+    cpu_a, cpu_b = median(a, "cpu_us"), median(b, "cpu_us")
+    print()
+    print(f"{machine()}, {git_revision()}; {ROUNDS} rounds of {SECONDS} s per side, wrk -t2 -c32, GET /info")
+    print("| | A: no metrics, text log | B: metrics + JSON log | B / A |")
+    print("|---|---|---|---|")
+    print(f"| requests/s (median) | {rps_a:,.0f} | {rps_b:,.0f} | {rps_b / rps_a:.3f} |")
+    print(f"| p50 ms | {median(a, 'p50'):.2f} | {median(b, 'p50'):.2f} | |")
+    print(f"| p99 ms | {median(a, 'p99'):.2f} | {median(b, 'p99'):.2f} | |")
+    print(f"| server CPU µs/request | {cpu_a:.0f} | {cpu_b:.0f} | {cpu_b / cpu_a:.3f} |")
+    print(f"\nthroughput cost {100 * (1 - rps_b / rps_a):+.1f} %, CPU per request {100 * (cpu_b / cpu_a - 1):+.1f} % "
+          f"(goal: at most 5 %); /metrics counted {counted:,.0f} of the {sent:,} /info requests wrk sent to B")
+
+
+if __name__ == "__main__":
+    main()
