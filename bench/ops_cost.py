@@ -75,6 +75,7 @@ def main() -> None:
         token = call(servers["A"].url + "/signup", {"id": LOGIN, "password": PASSWORD})["data"]["access_token"]
         for server in servers.values():  # warm-up: pools filled, code paths compiled
             wrk(server.url + "/info", 2, headers={"Authorization": f"Bearer {token}"})
+        time.sleep(3 * FLUSH_SECONDS)  # the warm-up's counts written, by every worker
         counted_before = info_count(servers["B"])
         results: dict[str, list[dict]] = {name: [] for name in servers}
         for round_ in range(ROUNDS):
@@ -114,10 +115,14 @@ def in_process() -> dict[str, float]:
                      "metrics._move(metrics.POOL_IN_USE, 'autocommit', 1); "
                      "metrics._move(metrics.POOL_IN_USE, 'autocommit', -1); metrics.transfer_started('info.info')",
                      scope)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    text = best_us("log.info('%s %s %s %s %.1fms', fields['request_id'], 'GET', '/info', 200, 1.2)", scope)
-    handler.setFormatter(JsonFormatter())
-    as_json = best_us("log.info('request', extra={'fields': fields})", scope)
+    text_formatter, json_formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"), JsonFormatter()
+    text, as_json = [], []
+    for _ in range(5):  # alternated, best of all: another process's burst hits one kind less often than both
+        handler.setFormatter(text_formatter)
+        text.append(best_us("log.info('%s %s %s %s %.1fms', fields['request_id'], 'GET', '/info', 200, 1.2)", scope))
+        handler.setFormatter(json_formatter)
+        as_json.append(best_us("log.info('request', extra={'fields': fields})", scope))
+    text, as_json = min(text), min(as_json)
     return {"counts": counts, "text": text, "json": as_json}
 
 
