@@ -176,5 +176,7 @@ def load_modules() -> None:
 
 def register_blueprints(app: Flask) -> None:
     for name in ROUTES:
+        if name == "ops" and not app.extensions["metrics_on"]:
+            continue  # /metrics is no route at all (nor in the OpenAPI document) unless it is served
         app.register_blueprint(importlib.import_module(f"app.routes.{name}").bp)
     openapi.init_app(app)

@@ -72,6 +72,12 @@ def test_without_a_token_or_port_the_metrics_route_is_not_there(client):
             "/no-such-route", "/metrics")
 
 
+def test_metrics_are_in_the_openapi_document_only_where_served(make_app):
+    assert "/metrics" not in make_app().test_client().get("/openapi.json").json["paths"]
+    served = make_app(METRICS_TOKEN=TOKEN).test_client().get("/openapi.json").json
+    assert served["paths"]["/metrics"]["get"]["security"] == [{"metricsToken": []}]
+
+
 def test_the_metrics_token_is_required_and_checked(make_app):
     client = make_app(METRICS_TOKEN=TOKEN).test_client()
     missing = client.get("/metrics")
