@@ -123,3 +123,14 @@ class Config:
     MAX_FILES_PER_USER = int(os.environ.get("MAX_FILES_PER_USER", "100000"))  # empty files too; 0: no cap
     MAX_OPEN_UPLOADS = int(os.environ.get("MAX_OPEN_UPLOADS", "100"))  # unfinished resumable uploads per user  # seconds an unfinished resumable upload is kept
 
+    # operations (SPEC §12)
+    # GET /metrics answers `Authorization: Bearer <METRICS_TOKEN>` on the service's port, and anyone on
+    # 127.0.0.1:METRICS_PORT; with neither set it is not served and nothing is counted.
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+    METRICS_PORT = int(os.environ.get("METRICS_PORT") or 0)
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()  # text, or json: one object per line
+    # The server runs `flask housekeeping` itself at most this often across every instance on the database; 0: never.
+    HOUSEKEEPING_INTERVAL = int(os.environ.get("HOUSEKEEPING_INTERVAL", "3600"))
+    # Seconds a half-written file (a crash's leftover) must have been left untouched before housekeeping removes it.
+    HOUSEKEEPING_MIN_AGE = int(os.environ.get("HOUSEKEEPING_MIN_AGE", "3600"))
+

@@ -9,12 +9,25 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from app.server import listeners  # noqa: E402
-from config import load_env_file  # noqa: E402
+from app.server import listeners, logformat, multiprocess  # noqa: E402
+from config import INSTANCE_DIR, load_env_file  # noqa: E402
 
 load_env_file()
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '3000')}"
+# GET /metrics without a token, on loopback only, beside the service's own address (the app answers nothing
+# else there: app.http.middleware).
+METRICS_PORT = int(os.environ.get("METRICS_PORT") or 0)
+if METRICS_PORT:
+    if str(METRICS_PORT) == os.environ.get("PORT", "3000"):
+        raise SystemExit("METRICS_PORT must differ from PORT: the metrics port answers without a token")
+    bind = [bind, f"127.0.0.1:{METRICS_PORT}"]
+# The workers' metrics directory, made empty once per server: this file is read again on a reload (HUP),
+# and the running workers' numbers must survive that. It has to exist before anything imports
+# prometheus-client (the worker class, a preloaded app), which is why it is made here and not in a hook.
+if os.environ.get("FILESVC_METRICS_MASTER") != str(os.getpid()):
+    os.environ["FILESVC_METRICS_MASTER"] = str(os.getpid())
+    multiprocess.prepare(os.environ.get("INSTANCE_DIR") or str(INSTANCE_DIR), bind if isinstance(bind, str) else bind[0])
 # One event loop per process (gevent): a connection costs a greenlet, not a thread, so slow clients hold only
 # their own transfers (SPEC §13). The subclass adds the contract's timeouts and JSON refusals.
 worker_class = "app.server.worker.JsonErrorWorker"
@@ -30,6 +43,8 @@ max_requests_jitter = max_requests // 10
 accesslog = None  # the app logs one line per request, with its request id
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+if logformat.check(os.environ.get("LOG_FORMAT", "text").strip().lower()) == "json":
+    logger_class = logformat.GunicornJsonLogger
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # GUNICORN_PRELOAD=true: the master builds the app once and the workers fork from it, sharing its pages;
 # gc.freeze() before each fork keeps those objects out of the workers' collections, which would otherwise
@@ -85,6 +100,18 @@ def pre_fork(server, worker):
     gc.freeze()
 
 
+def worker_exit(server, worker):
+    multiprocess.flush_before_exit()
+
+
+def child_exit(server, worker):
+    multiprocess.worker_exited(worker.pid)
+
+
+def on_exit(server):
+    multiprocess.remove(os.environ.get(multiprocess.VARIABLE))
+
+
 def post_fork(server, worker):
     # The child starts with the master's signal handlers, which only queue a signal for the master's loop: a
     # stop (TERM) arriving while this worker boots would be swallowed, and the worker would serve on until
@@ -100,6 +127,11 @@ def post_worker_init(worker):
         from app.db import after_fork
 
         after_fork(worker.wsgi)
+    # Housekeeping is the server's own chore (SPEC §12): a greenlet per worker asks the database whether it is
+    # due; at most one worker of all instances runs it at a time.
+    from app.housekeeping import schedule
+
+    schedule(worker.wsgi)
     # Everything the worker made while loading the app lives as long as the worker: out of the collector's
     # sight, a full collection scans only what requests leave behind, not the whole app each time.
     gc.collect()

@@ -10,6 +10,7 @@ from flask.cli import with_appcontext
 
 from app.db import utcnow
 from app.errors import ApiError
+from app.housekeeping import run as run_housekeeping
 from app.http.context import get_db, passwords, storage
 from app.http.parsing import login_of
 from app.schemas.requests import check_password
@@ -25,6 +26,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(create_superuser)
     app.cli.add_command(purge_sessions)
     app.cli.add_command(storage_check)
+    app.cli.add_command(housekeeping)
     app.cli.add_command(set_quota_command)
     app.cli.add_command(users)
 
@@ -114,6 +116,29 @@ def storage_check(repair: bool, min_age: float) -> None:
     wrong = report.orphans or report.unfinished or report.miscounted or uploads_left
     if report.missing or (not repair and wrong):
         raise SystemExit(1)
+
+
+@click.command("housekeeping")
+@click.option(
+    "--min-age", type=click.FloatRange(min=0), default=None,
+    help="Seconds a half-written file or an unowned partial upload must have been left untouched before it goes "
+    "(default: HOUSEKEEPING_MIN_AGE, 3600).",
+)
+@with_appcontext
+def housekeeping(min_age: float | None) -> None:
+    """Remove what has expired: sessions, codes, rate counters, resumable uploads, a crash's leftovers.
+
+    The server runs this itself every HOUSEKEEPING_INTERVAL seconds; never two at once, over every
+    instance on the database (exits 1 while another run holds the lease).
+    """
+    swept = run_housekeeping(current_app._get_current_object(), min_age=min_age)  # type: ignore[attr-defined]
+    if swept is None:
+        raise click.ClickException("housekeeping is running already (another instance or command); try again later")
+    click.echo(
+        f"removed {swept.sessions} sessions, {swept.refresh_tokens} refresh tokens, {swept.login_events} sign-in "
+        f"events, {swept.codes} expired codes, {swept.counters} rate counters, {swept.uploads} expired uploads, "
+        f"{swept.partial_uploads} unowned partial uploads, {swept.writes} half-written files"
+    )
 
 
 def report_uploads(*, repair: bool, min_age: float) -> bool:

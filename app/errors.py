@@ -204,12 +204,14 @@ class RateLimited(ApiError):
     description = "too many attempts; see `Retry-After`"
     headers = {"Retry-After": ("Seconds until another attempt may succeed.", {"type": "integer"})}
     retry_after = 60
+    limit = ""  # which limit refused (e.g. "signin-address"): a metric's label, never in the answer
 
     @classmethod
-    def after(cls, reset_at: float, message: str) -> "RateLimited":
+    def after(cls, reset_at: float, message: str, limit: str = "") -> "RateLimited":
         """Refused until `reset_at` (epoch seconds)."""
         error = cls(message)
         error.retry_after = max(1, math.ceil(reset_at - time.time()))
+        error.limit = limit
         return error
 
     def response_headers(self) -> dict[str, str]:

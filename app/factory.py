@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from app import cli, db, openapi, storage
+from app import cli, db, metrics, openapi, storage
 from app.http import middleware
 from app.http.converters import CONVERTERS
 from app.http.context import close_db
@@ -20,6 +20,7 @@ from app.messages import Outbox
 from app.ratelimit import counters
 from app.ratelimit.throttle import Limit, Throttle
 from app.security import LINK_EXPIRY_MAX, LinkSigner, Passwords, SecretBox, TokenPolicy
+from app.server import logformat
 from app.services.codes import CodeKey
 from app.services.factors import FactorKeys
 from app.services.passkeys import RelyingParty
@@ -40,6 +41,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     configure_messages(app)
     db.init_app(app)
     app.teardown_appcontext(close_db)
+    configure_metrics(app)
     app.extensions["storage"] = storage.from_config(app.config)
     middleware.install(app)
     configure_limits(app)
@@ -52,11 +54,31 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 def configure_logging(app: Flask) -> None:
     logger = logging.getLogger("app")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(logging.StreamHandler(sys.stderr))
         logger.propagate = False
+    app.config["LOG_FORMAT"] = logformat.check(str(app.config["LOG_FORMAT"]).strip().lower())
+    json_lines = app.config["LOG_FORMAT"] == "json"
+    for handler in logger.handlers:
+        handler.setFormatter(logformat.JsonFormatter() if json_lines
+                             else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+METRICS_TOKEN_MIN = 16  # characters: a token anyone could guess would publish the numbers
+
+
+def configure_metrics(app: Flask) -> None:
+    """Metrics are counted only where they are served: with METRICS_TOKEN, or on METRICS_PORT."""
+    token, port = app.config["METRICS_TOKEN"], int(app.config["METRICS_PORT"] or 0)
+    if token and len(token) < METRICS_TOKEN_MIN:
+        raise RuntimeError(f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN} characters (e.g. `openssl rand -hex 24`)")
+    if not 0 <= port <= 65535:
+        raise RuntimeError(f"METRICS_PORT must be a TCP port (1 to 65535), or empty; not {port}")
+    app.extensions["metrics_on"] = bool(token or port)
+    if app.extensions["metrics_on"]:
+        metrics.watch_pool(app.extensions["engine"], "transactions")
+        if app.extensions["autocommit_engine"].pool is not app.extensions["engine"].pool:  # SQLite shares one
+            metrics.watch_pool(app.extensions["autocommit_engine"], "autocommit")
 
 
 def configure_security(app: Flask) -> None:
@@ -164,7 +186,8 @@ def configure_limits(app: Flask) -> None:
     )
 
 
-ROUTES = ("auth", "recovery", "info", "account", "factors", "admin", "roles", "files", "links", "uploads")  # app.routes.*, in this order
+# app.routes.*, in this order
+ROUTES = ("auth", "recovery", "info", "ops", "account", "factors", "admin", "roles", "files", "links", "uploads")
 
 
 def load_modules() -> None:
@@ -176,5 +199,7 @@ def load_modules() -> None:
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters.update(CONVERTERS)
     for name in ROUTES:
+        if name == "ops" and not app.extensions["metrics_on"]:
+            continue  # /metrics is no route at all (nor in the OpenAPI document) unless it is served
         app.register_blueprint(importlib.import_module(f"app.routes.{name}").bp)
     openapi.init_app(app)

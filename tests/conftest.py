@@ -435,8 +435,9 @@ class LiveServer:
 def start_gunicorn(env_overrides: dict[str, str], tmp_path: Path, port: int | None = None) -> LiveServer:
     """A real gunicorn on a free loopback port, with the production config file."""
     port = port or free_port()
+    # HOUSEKEEPING_INTERVAL=0: a test's server sweeps nothing behind its back unless the test asks it to.
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-           "INSTANCE_DIR": str(tmp_path / "instance"), **env_overrides}
+           "INSTANCE_DIR": str(tmp_path / "instance"), "HOUSEKEEPING_INTERVAL": "0", **env_overrides}
     log_path = tmp_path / f"gunicorn-{port}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],

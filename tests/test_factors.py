@@ -481,3 +481,15 @@ def test_passkey_options_are_limited_per_address_and_expired_challenges_go(make_
     assert fresh.post("/signin/passkey/options", json={}).status_code == 200
     with app.extensions["engine"].connect() as connection:
         assert connection.execute(sa.text("SELECT COUNT(*) FROM challenges")).scalar_one() == 1
+
+
+def test_housekeeping_removes_expired_steps_and_keeps_live_ones(make_app):
+    short = make_app(**RP, MFA_TOKEN_TTL=1)
+    client = short.test_client()
+    assert client.post("/signin/passkey/options", json={}).status_code == 200
+    time.sleep(1.2)
+    live = make_app(**RP).test_client().post("/signin/passkey/options", json={}).json["data"]["challenge_id"]
+    result = short.test_cli_runner().invoke(args=["housekeeping"])
+    assert result.exit_code == 0, result.output
+    with short.extensions["engine"].connect() as connection:
+        assert connection.execute(sa.text("SELECT id FROM challenges")).scalars().all() == [live]

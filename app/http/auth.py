@@ -1,5 +1,6 @@
 """The bearer-token and permission decorators: the only code that reads `Authorization` on protected routes."""
 import functools
+import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
@@ -11,8 +12,9 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.db.models import DeviceSession, Role, User, UserRole
 from app.db.reads import Read
-from app.errors import AccountDisabled, Forbidden, InvalidToken, MissingToken
+from app.errors import AccountDisabled, Forbidden, InvalidToken, MissingToken, NotFound
 from app.http.context import get_db, tokens
+from app.server.multiprocess import METRICS_LISTENER
 
 # Built once: composing a statement costs more than running it over a warm connection.
 # One primary-key lookup (plus the user's row) on a plain cursor, no ORM objects; a row only for a live session.
@@ -35,6 +37,21 @@ def bearer_token() -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+def metrics_allowed() -> None:
+    """GET /metrics: anyone on the loopback metrics port; elsewhere METRICS_TOKEN, compared in constant time.
+    Without METRICS_TOKEN the route answers as one that does not exist."""
+    if request.environ.get(METRICS_LISTENER):
+        return
+    expected = current_app.config["METRICS_TOKEN"]
+    if not expected:
+        raise NotFound(f"no such route: {request.method} {request.path}")
+    given = bearer_token()
+    if given is None:
+        raise MissingToken("Authorization: Bearer <METRICS_TOKEN> is required")
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")):
+        raise InvalidToken("the metrics token is wrong")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ import errno
 import logging
 import traceback
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -37,6 +37,7 @@ def _http_message(e: HTTPException, response: Response) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
+        g.error = e  # what the request's metrics read (which limit refused a 429)
         return jsonify(e.envelope()), e.status, e.response_headers()
 
     @app.errorhandler(HTTPException)

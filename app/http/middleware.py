@@ -1,13 +1,17 @@
-"""What every request goes through: proxy headers, CORS, the request id, the preflight answer, one log line."""
+"""What every request goes through: proxy headers, CORS, the request id, the preflight answer, one log line
+(text or JSON), and the request's metrics when they are served."""
 import logging
 import re
 import time
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import metrics
+from app.errors import NotFound
+from app.server.multiprocess import METRICS_LISTENER
 from app.server.redaction import escape_controls, loggable_path, redact_link_tokens
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
@@ -45,6 +49,7 @@ def install(app: Flask) -> None:
     redact_link_tokens(logging.getLogger("werkzeug"))  # `flask run` logs every request line
     app.before_request(start_request)
     app.after_request(finish_request)
+    app.teardown_request(end_transfer)
 
 
 def start_request() -> Response | None:
@@ -54,6 +59,10 @@ def start_request() -> Response | None:
     # browser lets the page read the real request's JSON error instead of a bare CORS failure.
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return Response(status=204)
+    if request.environ.get(METRICS_LISTENER) and request.path != "/metrics":
+        raise NotFound("the metrics port serves GET /metrics only")  # the API is on the service's own port
+    if current_app.extensions["metrics_on"]:
+        g.transfer = metrics.transfer_started(request.endpoint)
     return None
 
 
@@ -65,11 +74,63 @@ def finish_request(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     if response.mimetype in ("application/json", "text/html"):
         response.headers.setdefault("X-Frame-Options", "DENY")
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    if current_app.extensions["metrics_on"]:
+        count(response, elapsed)
     if log.isEnabledFor(logging.INFO):  # the escaping is not paid for a line nobody writes
-        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %s %.1fms", request_id, escape_controls(request.method),
-                 escape_controls(loggable_path(request.path)), response.status_code, elapsed_ms)
+        if current_app.config["LOG_FORMAT"] == "json":
+            caller = g.get("caller")
+            # JSON escapes what the text line escapes by hand; the path is redacted the same way.
+            log.info("request", extra={"fields": {
+                "request_id": request_id, "method": request.method, "path": loggable_path(request.path),
+                "status": response.status_code, "duration_ms": round(elapsed * 1000, 1),
+                "user_id": caller.user_id if caller is not None else None,
+            }})
+        else:
+            log.info("%s %s %s %s %.1fms", request_id, escape_controls(request.method),
+                     escape_controls(loggable_path(request.path)), response.status_code, elapsed * 1000)
     return response
+
+
+def count(response: Response, elapsed: float) -> None:
+    rule = request.url_rule
+    metrics.request_done(rule.rule if rule is not None else None, request.method, response.status_code, elapsed)
+    if response.status_code == 429:
+        metrics.refused(getattr(g.get("error"), "limit", None) or "other")
+    direction = g.pop("transfer", None)
+    if direction is not None:  # a download's bytes go out after this: the transfer ends when they have
+        when_sent(response, lambda: metrics.transfer_ended(direction))
+
+
+def when_sent(response: Response, callback) -> None:
+    """Call `callback` once the server is done with the answer's body.
+
+    A file answer (direct_passthrough) reaches the server as the file wrapper itself, whose close() the
+    server calls; werkzeug's call_on_close is not called then. Any other body goes through it."""
+    body, status = response.response, response.status_code
+    if (response.direct_passthrough and request.method != "HEAD" and not 100 <= status < 200
+            and status not in (204, 304) and callable(getattr(body, "close", None))):
+        close = body.close
+
+        def close_then_call() -> None:
+            try:
+                close()
+            finally:
+                callback()
+
+        try:
+            body.close = close_then_call
+            return
+        except AttributeError:  # a body whose close cannot be replaced
+            pass
+    response.call_on_close(callback)
+
+
+def end_transfer(_error: BaseException | None = None) -> None:
+    """A transfer whose answer never reached finish_request (it failed on the way out) ends here."""
+    direction = g.pop("transfer", None)
+    if direction is not None:
+        metrics.transfer_ended(direction)
 
 
 def request_id_for_request() -> str:

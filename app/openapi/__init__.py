@@ -330,6 +330,10 @@ def build_document(app: Flask) -> dict[str, Any]:
                     "type": "http", "scheme": "bearer",
                     "description": "A refresh token, accepted by `/signin/new_token` only.",
                 },
+                "metricsToken": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "METRICS_TOKEN, the operator's setting; accepted by `/metrics` only.",
+                },
             },
         },
     }

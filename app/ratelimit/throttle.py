@@ -59,7 +59,7 @@ class Throttle:
 
     def _count_attempt(self, kind: str, identity: str, limit: Limit) -> None:
         if self.enabled:
-            refuse_over(self.counters.hit(self.key(kind, identity), limit.seconds), limit)
+            refuse_over(self.counters.hit(self.key(kind, identity), limit.seconds), limit, kind)
 
     def count_sign_up(self, address: str) -> None:
         self._count_attempt("signup", address, self.signup)
@@ -77,7 +77,7 @@ class Throttle:
         failures = self.login_failures.hit(key, self.signin.seconds)
         if failures.hits > self.signin.amount and not known_address(db, login=login, address=address, now=now):
             self.login_failures.give_back(key)
-            refuse(failures, self.signin)
+            refuse(failures, self.signin, "signin-login")
 
     def count_signin_address(self, address: str) -> None:
         """A sign-in without a login to count against (a passkey): per address only."""
@@ -101,12 +101,12 @@ class Throttle:
         guesses = self.counters.hit(guess_key, self.reauth.seconds)
         if guesses.hits > self.reauth.amount:
             self.counters.give_back(guess_key)
-            refuse(guesses, self.reauth)
+            refuse(guesses, self.reauth, "reauth")
         failures = self.login_failures.hit(failure_key, self.signin.seconds)
         if failures.hits > self.signin.amount:
             self.counters.give_back(guess_key)
             self.login_failures.give_back(failure_key)
-            refuse(failures, self.signin)
+            refuse(failures, self.signin, "signin-login")
 
     def reauthenticated(self, user_id: int, login: str) -> None:
         if self.enabled:
@@ -126,13 +126,13 @@ class Throttle:
             self._count_attempt("account", str(user_id), self.account)
 
 
-def refuse_over(count: Count, limit: Limit) -> None:
+def refuse_over(count: Count, limit: Limit, kind: str) -> None:
     if count.hits > limit.amount:
-        refuse(count, limit)
+        refuse(count, limit, kind)
 
 
-def refuse(count: Count, limit: Limit) -> None:
-    raise RateLimited.after(count.reset_at, f"too many attempts ({limit.text}); retry later")
+def refuse(count: Count, limit: Limit, kind: str) -> None:
+    raise RateLimited.after(count.reset_at, f"too many attempts ({limit.text}); retry later", limit=kind)
 
 
 def known_address(db: Session, *, login: str, address: str, now: datetime) -> bool:

@@ -38,6 +38,7 @@ from gunicorn.workers import base
 from gunicorn.workers.ggevent import GeventWorker
 
 from app.errors import ValidationError, for_status
+from app.server import multiprocess
 from app.server.redaction import redact_link_tokens
 
 # What is replaced, as this module knows it: a change in gunicorn must stop the server, not pass unseen.
@@ -98,6 +99,7 @@ class ClientSocket:
         self.idle_timeout: float | None = header_timeout
         self.deadline: float | None = None  # when the headers must be complete; None while reading a body
         self.body_stalled = False
+        self.received = self.sent = 0  # bytes, since the metrics last took them (JsonErrorWorker.count_bytes)
 
     def __getattr__(self, name: str):
         return getattr(self.sock, name)
@@ -134,6 +136,7 @@ class ClientSocket:
             self.sock.settimeout(None)
         if self.idle_timeout is not None and data:
             self.idle_timeout, self.deadline = None, time.monotonic() + self.header_timeout
+        self.received += len(data)
         return data
 
     def sendall(self, data) -> None:
@@ -141,7 +144,9 @@ class ClientSocket:
         self.sock.settimeout(self.body_timeout)  # per send(): each returns as soon as any of it is sent
         try:
             while view:
-                view = view[self.sock.send(view):]
+                sent = self.sock.send(view)
+                self.sent += sent
+                view = view[sent:]
         finally:
             self.sock.settimeout(None)
 
@@ -164,6 +169,7 @@ class ClientSocket:
             if n == 0:
                 break
             sent += n
+            self.sent += n
         return sent
 
 
@@ -197,6 +203,12 @@ class JsonErrorWorker(GeventWorker):
         self.header_timeout = seconds("HEADER_TIMEOUT", 10)
         self.keepalive_timeout = seconds("KEEPALIVE_TIMEOUT", 5)
         self.body_timeout = seconds("BODY_TIMEOUT", 60)
+        self.metrics = None
+        self.metrics_port = int(os.environ.get("METRICS_PORT") or 0)
+        if multiprocess.metrics_wanted():
+            from app import metrics  # not before: prometheus-client reads PROMETHEUS_MULTIPROC_DIR on import
+
+            self.metrics = metrics
         raise_open_files_limit(self.worker_connections)
         super().init_process()
 
@@ -263,6 +275,12 @@ class JsonErrorWorker(GeventWorker):
             if linger:
                 lingering_close(client)
             util.close(client)
+            self.count_bytes(conn)
+
+    def count_bytes(self, conn: ClientSocket) -> None:
+        if self.metrics is not None:
+            self.metrics.transferred(conn.received, conn.sent)
+            conn.received = conn.sent = 0
 
     def serve(self, listener_name, req, sock, addr) -> tuple[bool, bool]:
         """Answer one request; (keep the connection, read what the client still sends before closing it)."""
@@ -282,6 +300,10 @@ class JsonErrorWorker(GeventWorker):
             request_start = time.time()
             resp, environ = wsgi.create(req, sock, addr, listener_name, self.cfg, response_class=Response)
             environ["wsgi.multithread"] = True
+            # Set by the server alone (a client's headers arrive as HTTP_*): this request came in on the
+            # loopback metrics port, where GET /metrics needs no token.
+            if self.metrics_port and isinstance(listener_name, tuple) and listener_name[1] == self.metrics_port:
+                environ[multiprocess.METRICS_LISTENER] = True
             self.nr += 1
             if self.nr >= self.max_requests and self.alive:
                 self.log.info("Autorestarting worker after current request.")
@@ -315,6 +337,7 @@ class JsonErrorWorker(GeventWorker):
                 return False, False
             raise
         finally:
+            self.count_bytes(sock)
             try:
                 self.cfg.post_request(self, req, environ if resp is not None else {}, resp)
             except Exception:

@@ -447,11 +447,7 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
     db.commit()  # a fresh snapshot: rows committed while we listed must not be mistaken for orphans
     claimed = _keys_with_rows(db, [blob.key for blob in report.orphans])
     report.orphans = [blob for blob in report.orphans if blob.key not in claimed]
-    # A write whose writer is gone (crashed) is a leftover at once; any other only once older than min_age.
-    report.unfinished = [
-        blob for blob in storage.unfinished()
-        if now - blob.modified >= (min(min_age, ABANDONED_AFTER) if blob.abandoned else min_age)
-    ]
+    report.unfinished = leftover_writes(storage, min_age=min_age)
     gone = [key for key in rows if key not in stored]
     still_referenced = _keys_with_rows(db, gone)
     report.missing = [
@@ -467,6 +463,14 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
             storage.delete_unfinished(blob.key)
         quota.recount(db, owner_ids=[user.owner_id for user in report.miscounted])
     return report
+
+
+def leftover_writes(storage: Storage, *, min_age: float) -> list[BlobInfo]:
+    """Writes cut short: one whose writer is gone (crashed) is a leftover at once, any other only once
+    older than `min_age` s (it may still be under way)."""
+    now = time.time()
+    return [blob for blob in storage.unfinished()
+            if now - blob.modified >= (min(min_age, ABANDONED_AFTER) if blob.abandoned else min_age)]
 
 
 def _keys_with_rows(db: Session, keys: list[str]) -> set[str]:

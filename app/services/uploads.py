@@ -133,10 +133,18 @@ def _check_caps(db: Session, *, owner_id: int, now: datetime, max_files: int, ma
             db.commit()
             wait = (open_uploads[1] - now).total_seconds()
             raise RateLimited.after(time.time() + wait, f"you have {max_open} unfinished resumable uploads, the most "
-                                    "one account may keep open; finish or terminate one first")
+                                    "one account may keep open; finish or terminate one first", limit="open-uploads")
     if max_files > 0 and quota.usage(db, owner_id=owner_id, default_quota=default_quota).files >= max_files:
         db.commit()
         raise QuotaExceeded.files(max_files)
+
+
+def count_open(db: Session, *, now: datetime) -> int:
+    """Resumable uploads begun and neither complete nor expired, of every user."""
+    count = db.scalar(select(func.count()).select_from(Upload)
+                      .where(Upload.received < Upload.length, Upload.expires_at > now))
+    db.commit()
+    return int(count or 0)
 
 
 def free_expired(db: Session, storage: Storage, *, owner_id: int, now: datetime) -> int:

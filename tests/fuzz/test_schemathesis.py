@@ -24,6 +24,7 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 FUZZ_LOGIN = "fuzz@example.com"
 FUZZ_PASSWORD = "fuzzing superuser 7f3c"  # unlike any example in the document, so no example can change it
 FUZZ_VICTIM = "fuzz-victim@example.com"
+FUZZ_METRICS_TOKEN = "fuzz-metrics-token-" + "m" * 16
 MAX_UPLOAD_BYTES = 64 * 1024
 PHASES = ("Examples", "Coverage", "Fuzzing", "Stateful")
 
@@ -50,6 +51,7 @@ def fuzz_server(database_urls, tmp_path):
         "ARGON2_TIME_COST": str(FAST_HASH["ARGON2_TIME_COST"]),
         "ARGON2_MEMORY_KIB": str(FAST_HASH["ARGON2_MEMORY_KIB"]),
         "LOG_LEVEL": "WARNING",
+        "METRICS_TOKEN": FUZZ_METRICS_TOKEN,  # so /metrics is a route, and its gate is fuzzed too
     }, tmp_path)
     yield server
     stop_gunicorn(server)
@@ -74,6 +76,7 @@ def test_schemathesis_finds_no_failures(fuzz_server, tmp_path):
         if os.environ.get(variable):
             command += [option, os.environ[variable]]
     env = {**os.environ, "FUZZ_LOGIN": FUZZ_LOGIN, "FUZZ_PASSWORD": FUZZ_PASSWORD, "FUZZ_VICTIM": FUZZ_VICTIM,
+           "FUZZ_METRICS_TOKEN": FUZZ_METRICS_TOKEN,
            "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks"}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     report = run.stdout + run.stderr
