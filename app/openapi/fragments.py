@@ -2,7 +2,8 @@
 from typing import Any, Callable
 
 from app.openapi.operation import link
-from app.schemas.requests import LIST_SIZE_MAX, PAGE_MAX
+from app.schemas.requests import LIST_SIZE_MAX, MIME_TOKEN, PAGE_MAX, SEARCH_MAX
+from app.services.files import DEFAULT_SORT, SORTS
 
 
 def header(description: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
@@ -22,6 +23,22 @@ PAGE_PARAMETERS = (
      "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 1}},
     {"name": "list_size", "in": "query", "required": False, "description": "Items per page; empty means 10.",
      "schema": {"type": "integer", "minimum": 1, "maximum": LIST_SIZE_MAX, "default": 10}},
+)
+
+# The document's patterns are ECMA-262 without flags: the type is matched in either case, as the app does.
+_MIME_TOKEN_ANY_CASE = MIME_TOKEN.replace("a-z0-9", "A-Za-z0-9")
+FIND_PARAMETERS = (
+    {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": SEARCH_MAX},
+     "description": "Only files whose name contains this, in any case; `%` and `_` are plain characters. "
+                    "Empty means no search."},
+    {"name": "type", "in": "query", "required": False, "description": (
+        "Only files of this MIME type (`image/png`), or of this family when it ends with `/` or `/*` "
+        "(`image/`). Empty means any type."),
+     "schema": {"type": "string", "pattern": f"^$|^{_MIME_TOKEN_ANY_CASE}/(\\*|{_MIME_TOKEN_ANY_CASE})?$"}},
+    {"name": "sort", "in": "query", "required": False, "description": (
+        "`uploaded_at`, `name` or `size`, ascending; a leading `-` for descending. Equal values are ordered by "
+        "id the same way, so pages never overlap. Empty means the default."),
+     "schema": {"type": "string", "enum": [*SORTS, ""], "default": DEFAULT_SORT}},
 )
 
 

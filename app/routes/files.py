@@ -11,14 +11,16 @@ from app.http.auth import caller, token_required
 from app.http.context import get_db, storage
 from app.http.downloads import download_response, wanted_range
 from app.http.multipart import FilePart, boundary_of, open_file_part
-from app.http.parsing import page_params
+from app.http.parsing import find_params, page_params
 from app.http.responses import ok
 from app.openapi.fragments import (
-    DOWNLOAD_PARAMETERS, FILE_OPERATION_LINKS, PAGE_PARAMETERS, UPLOAD_BODY, download_responses
+    DOWNLOAD_PARAMETERS, FILE_OPERATION_LINKS, FIND_PARAMETERS, PAGE_PARAMETERS, UPLOAD_BODY, download_responses
 )
 from app.openapi.operation import FILE_ID, FILE_ID_DOC, operation
 from app.schemas import responses as shapes
-from app.services.files import delete_file, get_own_file, list_files, open_own_file, replace_file, upload_file
+from app.services.files import (
+    delete_file, find_files, get_own_file, list_files, open_own_file, replace_file, upload_file
+)
 from app.services.quota import Room
 from app.services.uploads import room_for_upload
 
@@ -45,12 +47,20 @@ def upload():
 
 
 @bp.get("/list")
-@operation("listFiles", "files", "My files, a page at a time", returns=shapes.FilePage, parameters=PAGE_PARAMETERS)
+@operation("listFiles", "files", "My files, a page at a time", returns=shapes.FilePage,
+           parameters=PAGE_PARAMETERS + FIND_PARAMETERS, description=(
+               "Newest first unless `sort` says otherwise. With `q` or `type`, `total` and `pages` count the "
+               "files that match."))
 @token_required
 def listing():
     page, list_size = page_params()
-    total = caller().file_count  # read with the session, in the bearer check
-    items = list_files(get_db(), owner_id=caller().user_id, total=total, page=page, list_size=list_size)
+    where, sort = find_params()
+    if where:
+        items, total = find_files(get_db(), owner_id=caller().user_id, where=where, page=page, list_size=list_size,
+                                  sort=sort)
+    else:
+        total = caller().file_count  # read with the session, in the bearer check: no count(*) for the plain list
+        items = list_files(get_db(), owner_id=caller().user_id, total=total, page=page, list_size=list_size, sort=sort)
     return ok(shapes.FilePage.of([shapes.File.of(item) for item in items], page, list_size, total))
 
 
