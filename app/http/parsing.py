@@ -12,6 +12,7 @@ from app.schemas.requests import (
     LIST_SIZE_MAX, MIME_FILTER, PAGE_MAX, SEARCH_MAX, context_of, normalize_login
 )
 from app.services.files import DEFAULT_SORT, SORTS, FileFilter
+from app.services.thumbnails import SIZES
 
 M = TypeVar("M", bound=BaseModel)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -130,6 +131,16 @@ def find_params() -> tuple[FileFilter, str]:
     if reasons:
         raise ValidationError.fields(reasons)
     return FileFilter(q, mime_type), sort
+
+
+def thumbnail_size(name: str, default: int | None) -> int | None:
+    """A thumbnail size parameter: one of SIZES; empty or absent means `default`."""
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    if raw not in {str(size) for size in SIZES}:
+        raise ValidationError.field(name, "must be one of " + ", ".join(str(size) for size in SIZES))
+    return int(raw)
 
 
 def _positive_int(name: str, default: int, maximum: int, reasons: dict[str, str]) -> int:

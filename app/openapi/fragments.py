@@ -4,6 +4,7 @@ from typing import Any, Callable
 from app.openapi.operation import link
 from app.schemas.requests import LIST_SIZE_MAX, MIME_TOKEN, PAGE_MAX, SEARCH_MAX
 from app.services.files import DEFAULT_SORT, SORTS
+from app.services.thumbnails import DEFAULT_SIZE as DEFAULT_THUMBNAIL, SIZES as THUMBNAIL_SIZES
 
 
 def header(description: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
@@ -143,3 +144,35 @@ REFRESH_LINK = {"refreshTokens": {
     "requestBody": {"refresh_token": "$response.body#/data/refresh_token"},
 }}
 TOKEN_LINKS = {**REFRESH_LINK, "rolesOfUser": link("rolesOfUser", "The user's roles.", login="$response.body#/data/id")}
+
+
+# -- thumbnails --------------------------------------------------------------------------------------------
+
+def _thumbnail_size(name: str, description: str, default: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "enum": list(THUMBNAIL_SIZES)}
+    if default is not None:
+        schema["default"] = default
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+THUMBNAIL_PARAMETERS = (
+    _thumbnail_size("size", f"The square the image is scaled to fit, in pixels; empty means {DEFAULT_THUMBNAIL}.",
+                    DEFAULT_THUMBNAIL),
+    header_parameter("If-None-Match", "An `ETag` of an earlier thumbnail: 304 while it still matches."),
+)
+LINK_THUMBNAIL_PARAMETERS = (_thumbnail_size(
+    "thumbnail", "Serve a thumbnail of this size instead of the file (a link made with disposition `inline` to a "
+                 "JPEG, PNG, GIF or WebP; another link is 400 on `thumbnail`). Empty means the file itself."),)
+
+
+def thumbnail_responses() -> dict[str, Any]:
+    headers = {
+        "ETag": header("The thumbnail's validator; send it back in `If-None-Match`.", {"type": "string"}),
+        "X-Content-Type-Options": header("Always `nosniff`.", {"type": "string", "const": "nosniff"}),
+        "Content-Disposition": header("`inline`, named after the file with `.webp`.", {"type": "string"}),
+    }
+    return {
+        "200": {"description": "The thumbnail.", "headers": headers,
+                "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}}},
+        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": headers},
+    }

@@ -26,7 +26,7 @@ from app.errors import (
 )
 from app.services import quota
 from app.services.quota import Room
-from app.storage import BlobInfo, ByteStream, Storage, StoredBlob
+from app.storage import BlobInfo, ByteStream, DerivedInfo, Storage, StoredBlob
 
 log = logging.getLogger("app.files")
 
@@ -485,9 +485,11 @@ def commit_pointing_at(db: Session, key: str) -> None:
 
 
 def discard(storage: Storage, key: str) -> None:
-    """Remove bytes no row points at; if that fails they stay an orphan for the storage-check command."""
+    """Remove bytes no row points at, and what was made of them (thumbnails); if that fails they stay an
+    orphan for the storage-check command."""
     try:
         storage.delete(key)
+        storage.delete_derived(key)
     except (OSError, ServiceUnavailable):
         log.exception("could not remove stored bytes %s; storage-check --repair will", key)
 
@@ -509,6 +511,7 @@ class StorageReport:
     orphans: list[BlobInfo] = field(default_factory=list)  # stored bytes no row points at
     unfinished: list[BlobInfo] = field(default_factory=list)  # writes cut short (by a crash)
     missing: list[MissingBytes] = field(default_factory=list)  # rows whose bytes are gone: not repairable
+    derived_orphans: list[DerivedInfo] = field(default_factory=list)  # thumbnails of bytes no row points at
     too_recent: int = 0  # unreferenced, but possibly an upload whose row is being committed right now
     miscounted: list[quota.Miscount] = field(default_factory=list)  # users whose counters disagree with their files
 
@@ -538,6 +541,11 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
         blob for blob in storage.unfinished()
         if now - blob.modified >= (min(min_age, ABANDONED_AFTER) if blob.abandoned else min_age)
     ]
+    # Made of bytes no row points at (their file deleted or replaced while its thumbnail was being made, or
+    # their removal failed): never served again, so removed at any age.
+    derived = [item for item in storage.derived() if item.key not in rows]
+    claimed = _keys_with_rows(db, [item.key for item in derived])
+    report.derived_orphans = [item for item in derived if item.key not in claimed]
     gone = [key for key in rows if key not in stored]
     still_referenced = _keys_with_rows(db, gone)
     report.missing = [
@@ -549,6 +557,9 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
     if repair:
         for blob in report.orphans:
             storage.delete(blob.key)
+            storage.delete_derived(blob.key)
+        for key in {item.key for item in report.derived_orphans}:
+            storage.delete_derived(key)
         for blob in report.unfinished:
             storage.delete_unfinished(blob.key)
         quota.recount(db, owner_ids=[user.owner_id for user in report.miscounted])
