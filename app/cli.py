@@ -109,10 +109,11 @@ def storage_check(repair: bool, min_age: float) -> None:
     click.echo(
         f"checked {report.rows} file rows and {report.blobs} blobs: "
         f"{len(report.orphans) + len(report.unfinished)} orphans{' removed' if repair else ''}, "
-        f"{len(report.derived_orphans)} orphan thumbnails{' removed' if repair else ''}, "
         f"{len(report.missing)} rows missing bytes, {report.too_recent} recent blobs skipped, "
         f"{len(report.miscounted)} users miscounted{' recounted' if repair else ''}"
     )
+    click.echo(f"checked thumbnails: {len(report.derived_orphans)} {'removed' if repair else 'found'} whose bytes "
+               "no file row points at")
     uploads_left = report_uploads(repair=repair, min_age=min_age)
     wrong = report.orphans or report.unfinished or report.derived_orphans or report.miscounted or uploads_left
     if report.missing or (not repair and wrong):
