@@ -16,6 +16,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,12 +52,11 @@ AFTER_ONLY = [
 
 
 def base_tree() -> Path:
-    """The service at BASE, as files (no git worktree: nothing to clean up in the repository)."""
-    tree = WORK / f"base-{BASE}"
-    if not tree.exists():
-        tree.mkdir(parents=True)
-        archive = subprocess.run(["git", "archive", BASE], cwd=ROOT, check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    """The service at BASE, as files in a temporary directory (outside the repository, so linting the tree
+    never reads it; no git worktree to clean up)."""
+    tree = Path(tempfile.mkdtemp(prefix="find-bench-base-"))
+    archive = subprocess.run(["git", "archive", BASE], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     return tree
 
 
@@ -165,6 +165,7 @@ def main() -> None:
     print(f"| SQL: a name-sorted page 1, with ix_files_owner_id_name / without | | {indexed:.2f} ms / "
           f"{unindexed:.2f} ms |")
     print("round medians, ms:", {side: [round(v, 2) for v in values] for side, values in plain.items()})
+    shutil.rmtree(tree, ignore_errors=True)
     shutil.rmtree(WORK / "uploads-a", ignore_errors=True)
     shutil.rmtree(WORK / "uploads-b", ignore_errors=True)
 
