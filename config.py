@@ -119,6 +119,9 @@ class Config:
     # Per user, over their files' sizes altogether; 0 = unlimited. `flask set-quota` sets one user's own.
     QUOTA_BYTES = int(os.environ.get("QUOTA_BYTES", str(10 << 30)))
     LINK_MAX_TTL = int(os.environ.get("LINK_MAX_TTL", "86400"))  # seconds a file link may live at most
+    # The most pixels (width × height, read from the header) a thumbnail is made of; more is 415, never decoded.
+    # 50 million: a 48-megapixel photo still has thumbnails, and one decode holds at most ~200 MB.
+    THUMBNAIL_MAX_PIXELS = int(os.environ.get("THUMBNAIL_MAX_PIXELS", "50000000"))
     UPLOAD_EXPIRY = int(os.environ.get("UPLOAD_EXPIRY", "86400"))
     MAX_FILES_PER_USER = int(os.environ.get("MAX_FILES_PER_USER", "100000"))  # empty files too; 0: no cap
     MAX_OPEN_UPLOADS = int(os.environ.get("MAX_OPEN_UPLOADS", "100"))  # unfinished resumable uploads per user  # seconds an unfinished resumable upload is kept

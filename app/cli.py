@@ -99,6 +99,8 @@ def storage_check(repair: bool, min_age: float) -> None:
         click.echo(f"{action}: blob {blob.key} ({blob.size} bytes), no file row points at it")
     for blob in report.unfinished:
         click.echo(f"{action}: unfinished upload {blob.key} ({blob.size} bytes)")
+    for item in report.derived_orphans:
+        click.echo(f"{action}: {item.variant} of blob {item.key} ({item.size} bytes), no file row points at that blob")
     for row in report.missing:
         click.echo(f"missing bytes: file {row.file_id} of user {row.owner_id} (storage key {row.storage_key})")
     for user in report.miscounted:
@@ -112,8 +114,10 @@ def storage_check(repair: bool, min_age: float) -> None:
         f"{len(report.missing)} rows missing bytes, {report.too_recent} recent blobs skipped, "
         f"{len(report.miscounted)} users miscounted{' recounted' if repair else ''}"
     )
+    click.echo(f"checked thumbnails: {len(report.derived_orphans)} {'removed' if repair else 'found'} whose bytes "
+               "no file row points at")
     uploads_left = report_uploads(repair=repair, min_age=min_age)
-    wrong = report.orphans or report.unfinished or report.miscounted or uploads_left
+    wrong = report.orphans or report.unfinished or report.derived_orphans or report.miscounted or uploads_left
     if report.missing or (not repair and wrong):
         raise SystemExit(1)
 

@@ -185,7 +185,9 @@ class PreconditionFailed(ApiError):
 
 class UnsupportedMediaType(ApiError):
     status, code, message = 415, "unsupported_media_type", "the body's Content-Type is not accepted here"
-    description = "a resumable upload's chunk without `Content-Type: application/offset+octet-stream`"
+    description = ("a resumable upload's chunk without `Content-Type: application/offset+octet-stream`; a "
+                   "thumbnail of a file that is not a JPEG, PNG, GIF or WebP image, or of one with more pixels than "
+                   "`THUMBNAIL_MAX_PIXELS` (a decompression bomb)")
 
 
 class UriTooLong(ApiError):

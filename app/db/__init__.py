@@ -4,12 +4,14 @@ the request's session is app.http.context.get_db).
 models (tables), engines (drivers and pools), reads (the hot raw-cursor reads), green_mysql (mysqlclient
 on the event loop)."""
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.db.engines import make_engine, share_disconnects
@@ -29,6 +31,25 @@ NAMING_CONVENTION = {
 UtcDateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 # Logins are normalised before storing; a binary collation keeps "josé@…" and "jose@…" two users on MySQL.
 LoginColumn = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+class folded(FunctionElement):
+    """A text column lower-cased for a case-insensitive match: LOWER() on MySQL, which folds every letter;
+    on SQLite, whose LOWER() folds ASCII only, Python's str.lower (registered in app.db.engines)."""
+
+    type = String()
+    name = "folded"
+    inherit_cache = True
+
+
+@compiles(folded)
+def _folded(element: folded, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(folded, "sqlite")
+def _folded_sqlite(element: folded, compiler: Any, **kw: Any) -> str:
+    return f"unicode_lower({compiler.process(element.clauses, **kw)})"
 
 
 class Base(DeclarativeBase):

@@ -4,6 +4,8 @@ a request asks for, preconditions, 304/206/416, and the headers of SPEC §4 and 
 import base64
 import unicodedata
 from datetime import timezone
+from pathlib import PurePosixPath
+from typing import Callable
 from urllib.parse import quote
 
 from flask import Response, request
@@ -103,3 +105,17 @@ def content_disposition(name: str, disposition: str = "attachment") -> str:
     return dump_options_header(
         disposition, {"filename": fallback, "filename*": "UTF-8''" + quote(name, safe="!#$&+-.^_`|~")}
     )
+
+
+def thumbnail_response(name: str, etag: str, make: Callable[[], bytes]) -> Response:
+    """A thumbnail, or 304 when the client's copy (`If-None-Match`) is current: then nothing is made or read."""
+    response = Response(content_type="image/webp")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = content_disposition(PurePosixPath(name).stem + ".webp", "inline")
+    if request.if_none_match.contains_weak(etag):  # RFC 9110 §13.1.2: the weak comparison
+        response.status_code = 304
+        return response
+    response.set_data(make())
+    return response

@@ -8,7 +8,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import ValidationError
 from app.http.multipart import boundary_of
-from app.schemas.requests import LIST_SIZE_MAX, PAGE_MAX, context_of, normalize_login
+from app.schemas.requests import (
+    LIST_SIZE_MAX, MIME_FILTER, PAGE_MAX, SEARCH_MAX, context_of, normalize_login
+)
+from app.services.files import DEFAULT_SORT, SORTS, FileFilter
+from app.services.thumbnails import SIZES
 
 M = TypeVar("M", bound=BaseModel)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -108,6 +112,35 @@ def page_params(max_size: int = LIST_SIZE_MAX) -> tuple[int, int]:
     if reasons:
         raise ValidationError.fields(reasons)
     return page, list_size
+
+
+def find_params() -> tuple[FileFilter, str]:
+    """`q`, `type` and `sort` of /file/list; an empty parameter means none (the default sort)."""
+    reasons: dict[str, str] = {}
+    q = request.args.get("q", "")
+    if len(q) > SEARCH_MAX:
+        reasons["q"] = f"at most {SEARCH_MAX} characters"
+    mime_type = request.args.get("type", "").lower()
+    if mime_type.endswith("/*"):  # "image/*", as an HTML accept attribute writes a family
+        mime_type = mime_type[:-1]
+    if mime_type and not MIME_FILTER.fullmatch(mime_type):
+        reasons["type"] = "must be a MIME type (image/png) or a family ending in / (image/)"
+    sort = request.args.get("sort", "") or DEFAULT_SORT
+    if sort not in SORTS:
+        reasons["sort"] = "must be one of " + ", ".join(SORTS)
+    if reasons:
+        raise ValidationError.fields(reasons)
+    return FileFilter(q, mime_type), sort
+
+
+def thumbnail_size(name: str, default: int | None) -> int | None:
+    """A thumbnail size parameter: one of SIZES; empty or absent means `default`."""
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    if raw not in {str(size) for size in SIZES}:
+        raise ValidationError.field(name, "must be one of " + ", ".join(str(size) for size in SIZES))
+    return int(raw)
 
 
 def _positive_int(name: str, default: int, maximum: int, reasons: dict[str, str]) -> int:

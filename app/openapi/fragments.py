@@ -2,7 +2,9 @@
 from typing import Any, Callable
 
 from app.openapi.operation import link
-from app.schemas.requests import LIST_SIZE_MAX, PAGE_MAX
+from app.schemas.requests import LIST_SIZE_MAX, MIME_TOKEN, PAGE_MAX, SEARCH_MAX
+from app.services.files import DEFAULT_SORT, SORTS
+from app.services.thumbnails import DEFAULT_SIZE as DEFAULT_THUMBNAIL, SIZES as THUMBNAIL_SIZES
 
 
 def header(description: str, schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
@@ -22,6 +24,22 @@ PAGE_PARAMETERS = (
      "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 1}},
     {"name": "list_size", "in": "query", "required": False, "description": "Items per page; empty means 10.",
      "schema": {"type": "integer", "minimum": 1, "maximum": LIST_SIZE_MAX, "default": 10}},
+)
+
+# The document's patterns are ECMA-262 without flags: the type is matched in either case, as the app does.
+_MIME_TOKEN_ANY_CASE = MIME_TOKEN.replace("a-z0-9", "A-Za-z0-9")
+FIND_PARAMETERS = (
+    {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": SEARCH_MAX},
+     "description": "Only files whose name contains this, in any case; `%` and `_` are plain characters. "
+                    "Empty means no search."},
+    {"name": "type", "in": "query", "required": False, "description": (
+        "Only files of this MIME type (`image/png`), or of this family when it ends with `/` or `/*` "
+        "(`image/`). Empty means any type."),
+     "schema": {"type": "string", "pattern": f"^$|^{_MIME_TOKEN_ANY_CASE}/(\\*|{_MIME_TOKEN_ANY_CASE})?$"}},
+    {"name": "sort", "in": "query", "required": False, "description": (
+        "`uploaded_at`, `name` or `size`, ascending; a leading `-` for descending. Equal values are ordered by "
+        "id the same way, so pages never overlap. Empty means the default."),
+     "schema": {"type": "string", "enum": [*SORTS, ""], "default": DEFAULT_SORT}},
 )
 
 
@@ -126,3 +144,35 @@ REFRESH_LINK = {"refreshTokens": {
     "requestBody": {"refresh_token": "$response.body#/data/refresh_token"},
 }}
 TOKEN_LINKS = {**REFRESH_LINK, "rolesOfUser": link("rolesOfUser", "The user's roles.", login="$response.body#/data/id")}
+
+
+# -- thumbnails --------------------------------------------------------------------------------------------
+
+def _thumbnail_size(name: str, description: str, default: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "enum": list(THUMBNAIL_SIZES)}
+    if default is not None:
+        schema["default"] = default
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+THUMBNAIL_PARAMETERS = (
+    _thumbnail_size("size", f"The square the image is scaled to fit, in pixels; empty means {DEFAULT_THUMBNAIL}.",
+                    DEFAULT_THUMBNAIL),
+    header_parameter("If-None-Match", "An `ETag` of an earlier thumbnail: 304 while it still matches."),
+)
+LINK_THUMBNAIL_PARAMETERS = (_thumbnail_size(
+    "thumbnail", "Serve a thumbnail of this size instead of the file (a link made with disposition `inline` to a "
+                 "JPEG, PNG, GIF or WebP; another link is 400 on `thumbnail`). Empty means the file itself."),)
+
+
+def thumbnail_responses() -> dict[str, Any]:
+    headers = {
+        "ETag": header("The thumbnail's validator; send it back in `If-None-Match`.", {"type": "string"}),
+        "X-Content-Type-Options": header("Always `nosniff`.", {"type": "string", "const": "nosniff"}),
+        "Content-Disposition": header("`inline`, named after the file with `.webp`.", {"type": "string"}),
+    }
+    return {
+        "200": {"description": "The thumbnail.", "headers": headers,
+                "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}}},
+        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": headers},
+    }

@@ -5,21 +5,26 @@ from flask import Blueprint, current_app, request
 
 from app.db import utcnow
 from app.errors import (
-    Conflict, FileTooLarge, InsufficientStorage, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable, ValidationError
+    Conflict, FileTooLarge, InsufficientStorage, PreconditionFailed, QuotaExceeded, RangeNotSatisfiable,
+    UnsupportedMediaType, ValidationError,
 )
 from app.http.auth import caller, token_required
 from app.http.context import get_db, storage
-from app.http.downloads import download_response, wanted_range
+from app.http.downloads import download_response, thumbnail_response, wanted_range
 from app.http.multipart import FilePart, boundary_of, open_file_part
-from app.http.parsing import page_params
+from app.http.parsing import find_params, page_params, thumbnail_size
 from app.http.responses import ok
 from app.openapi.fragments import (
-    DOWNLOAD_PARAMETERS, FILE_OPERATION_LINKS, PAGE_PARAMETERS, UPLOAD_BODY, download_responses
+    DOWNLOAD_PARAMETERS, FILE_OPERATION_LINKS, FIND_PARAMETERS, PAGE_PARAMETERS, THUMBNAIL_PARAMETERS, UPLOAD_BODY,
+    download_responses, thumbnail_responses,
 )
 from app.openapi.operation import FILE_ID, FILE_ID_DOC, operation
 from app.schemas import responses as shapes
-from app.services.files import delete_file, get_own_file, list_files, open_own_file, replace_file, upload_file
+from app.services.files import (
+    delete_file, find_files, get_own_file, list_files, open_own_file, replace_file, upload_file
+)
 from app.services.quota import Room
+from app.services.thumbnails import DEFAULT_SIZE as DEFAULT_THUMBNAIL, own_image, thumbnail, thumbnail_etag
 from app.services.uploads import room_for_upload
 
 bp = Blueprint("files", __name__, url_prefix="/file")
@@ -45,12 +50,20 @@ def upload():
 
 
 @bp.get("/list")
-@operation("listFiles", "files", "My files, a page at a time", returns=shapes.FilePage, parameters=PAGE_PARAMETERS)
+@operation("listFiles", "files", "My files, a page at a time", returns=shapes.FilePage,
+           parameters=PAGE_PARAMETERS + FIND_PARAMETERS, description=(
+               "Newest first unless `sort` says otherwise. With `q` or `type`, `total` and `pages` count the "
+               "files that match."))
 @token_required
 def listing():
     page, list_size = page_params()
-    total = caller().file_count  # read with the session, in the bearer check
-    items = list_files(get_db(), owner_id=caller().user_id, total=total, page=page, list_size=list_size)
+    where, sort = find_params()
+    if where:
+        items, total = find_files(get_db(), owner_id=caller().user_id, where=where, page=page, list_size=list_size,
+                                  sort=sort)
+    else:
+        total = caller().file_count  # read with the session, in the bearer check: no count(*) for the plain list
+        items = list_files(get_db(), owner_id=caller().user_id, total=total, page=page, list_size=list_size, sort=sort)
     return ok(shapes.FilePage.of([shapes.File.of(item) for item in items], page, list_size, total))
 
 
@@ -77,6 +90,23 @@ def download(file_id: int):
     except BaseException:
         got.stream.close()
         raise
+
+
+@bp.get(f"/{FILE_ID}/thumbnail")
+@operation(
+    "fileThumbnail", "files", "A thumbnail of an image", path_docs=FILE_ID_DOC, parameters=THUMBNAIL_PARAMETERS,
+    errors=(UnsupportedMediaType, Conflict), responses=thumbnail_responses(), description=(
+        "A WebP of the image (JPEG, PNG, GIF's first frame, WebP) scaled to fit a square of `size` pixels, never "
+        "enlarged; made once per version of the file and kept. Any other content, or an image of more than "
+        "`THUMBNAIL_MAX_PIXELS` pixels, is 415."),
+)
+@token_required
+def thumbnail_of(file_id: int):
+    size = thumbnail_size("size", DEFAULT_THUMBNAIL)
+    record = own_image(get_db(), owner_id=caller().user_id, file_id=file_id)
+    return thumbnail_response(record.name, thumbnail_etag(record, size), lambda: thumbnail(
+        get_db(), storage(), record, size=size, max_pixels=int(current_app.config["THUMBNAIL_MAX_PIXELS"]),
+        gone=Conflict("the file was replaced or deleted while its thumbnail was being made; retry")))
 
 
 @bp.delete(f"/delete/{FILE_ID}")

@@ -1,19 +1,20 @@
 """File links: a short-lived URL for one file, for a browser, a player or another person; the link is the credential."""
 
-from flask import Blueprint, Response, g, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 
 from app.db import utcnow
-from app.errors import LinkExpired, PreconditionFailed, RangeNotSatisfiable
+from app.errors import LinkExpired, NotFound, PreconditionFailed, RangeNotSatisfiable, UnsupportedMediaType
 from app.http.auth import caller, token_required
 from app.http.context import get_db, link_signer, storage
-from app.http.downloads import download_response, wanted_range
-from app.http.parsing import body, parse
+from app.http.downloads import download_response, thumbnail_response, wanted_range
+from app.http.parsing import body, parse, thumbnail_size
 from app.http.responses import ok
-from app.openapi.fragments import DOWNLOAD_PARAMETERS, download_responses, link_headers
+from app.openapi.fragments import DOWNLOAD_PARAMETERS, LINK_THUMBNAIL_PARAMETERS, download_responses, link_headers
 from app.openapi.operation import FILE_ID, FILE_ID_DOC, operation
 from app.schemas import responses as shapes
 from app.schemas.requests import LinkRequest
 from app.services.links import create_link, open_linked_file
+from app.services.thumbnails import linked_image, thumbnail, thumbnail_etag
 
 bp = Blueprint("links", __name__, url_prefix="/file")
 
@@ -45,14 +46,21 @@ def create(file_id: int):
 @bp.get("/link/<token>")
 @operation(
     "fetchFileLink", "files", "A file's bytes, through a link", security=(), path_docs=TOKEN_DOC,
-    errors=(LinkExpired, PreconditionFailed, RangeNotSatisfiable), description=(
-        "No `Authorization`: the link is the credential. `HEAD` too. The answers are those of `downloadFile`. "
+    errors=(LinkExpired, PreconditionFailed, RangeNotSatisfiable, UnsupportedMediaType), description=(
+        "No `Authorization`: the link is the credential. `HEAD` too. The answers are those of `downloadFile`; "
+        "with `thumbnail`, those of `fileThumbnail` (a WebP, `ETag`, 304, 415). "
         "A malformed or forged token, or a link whose file was deleted or replaced or whose session was signed "
         "out, is 404; a link past its expiry is 410."),
     responses=download_responses(link_headers),
-    parameters=DOWNLOAD_PARAMETERS,
+    parameters=DOWNLOAD_PARAMETERS + LINK_THUMBNAIL_PARAMETERS,
 )
 def fetch(token: str):
+    size = thumbnail_size("thumbnail", None)
+    if size is not None:
+        row = linked_image(get_db(), link_signer(), token=token, now=utcnow())
+        return thumbnail_response(row.name, thumbnail_etag(row, size), lambda: thumbnail(
+            get_db(), storage(), row, size=size, max_pixels=int(current_app.config["THUMBNAIL_MAX_PIXELS"]),
+            gone=NotFound("this file link is no longer valid")))
     wanted = wanted_range()
     got = open_linked_file(get_db(), storage(), link_signer(), token=token, wanted=wanted, now=utcnow())
     try:

@@ -24,6 +24,10 @@ EMAIL_PATTERN = (rf"^[^@\s]{{1,{LOCAL_PART_MAX_LENGTH}}}@([^@\s.]{{1,{DNS_LABEL_
                  rf"[^@\s.]{{2,{DNS_LABEL_LENGTH_LIMIT}}}$")
 LIST_SIZE_MAX = 100
 PAGE_MAX = 999_999_999  # nine digits: longer `page` values are refused before int() sees them
+SEARCH_MAX = 255  # a name is at most this long, so a longer search finds nothing
+# A MIME type (RFC 6838's restricted names), or a family: the type and its slash alone.
+MIME_TOKEN = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+MIME_FILTER = re.compile(rf"{MIME_TOKEN}/(?:{MIME_TOKEN})?")
 PHONE_CHARS = re.compile(r"^\+?[0-9 ()\-.]{3,32}$")
 # Role and permission names travel in JWTs and are compared byte for byte: keep them plain lower-case.
 NAME_PATTERN = r"^[a-z0-9_.:-]+$"

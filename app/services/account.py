@@ -123,6 +123,7 @@ def erase_user(db: Session, storage: Storage, *, user_id: int) -> str:
     commit_checked(db, lambda: db.scalar(select(User.id).where(User.id == user_id)) is None)
     for key in keys:
         _drop(lambda: storage.delete(key), key)
+        _drop(lambda: storage.delete_derived(key), key)  # its thumbnails
     for ref in partials:
         _drop(lambda: storage.drop_partial(ref), ref)
     log.info("user %s deleted with %d files", user_id, len(keys))

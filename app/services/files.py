@@ -14,11 +14,11 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO, Callable, Iterator
 
 import magic
-from sqlalchemy import Integer, Select, bindparam, delete, select, update
+from sqlalchemy import Integer, Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import OutcomeUnknown, commit_checked
+from app.db import OutcomeUnknown, commit_checked, folded
 from app.db.models import File
 from app.db.reads import Read
 from app.errors import (
@@ -26,7 +26,7 @@ from app.errors import (
 )
 from app.services import quota
 from app.services.quota import Room
-from app.storage import BlobInfo, ByteStream, Storage, StoredBlob
+from app.storage import BlobInfo, ByteStream, DerivedInfo, Storage, StoredBlob
 
 log = logging.getLogger("app.files")
 
@@ -108,19 +108,29 @@ def get_own_file(db: Session, *, owner_id: int, file_id: int) -> File:
     return record
 
 
-NEWEST_FIRST = (File.uploaded_at.desc(), File.id.desc())
-OLDEST_FIRST = (File.uploaded_at.asc(), File.id.asc())
 PAGE_COLUMNS = (File.id, File.name, File.extension, File.mime_type, File.size, File.sha256, File.uploaded_at,
                 File.updated_at)
+# `sort` → its column; each has an index (owner_id, column, id) read in either direction (app/db/models.py).
+SORT_COLUMNS = {"uploaded_at": File.uploaded_at, "name": File.name, "size": File.size}
+DEFAULT_SORT = "-uploaded_at"
+SORTS = tuple(sign + column for column in SORT_COLUMNS for sign in ("-", ""))
 
 
-def _page_query(order: tuple) -> Select:
-    """Deferred join: skip entries on the ix_files_owner_id_newest index alone, then fetch whole rows."""
+def order_of(sort: str, reverse: bool = False) -> tuple:
+    """ORDER BY for `sort` ("name", "-size", …): ties broken by id the same way, so paging is stable."""
+    column = SORT_COLUMNS[sort.removeprefix("-")]
+    if sort.startswith("-") != reverse:
+        return column.desc(), File.id.desc()
+    return column.asc(), File.id.asc()
+
+
+def _page_query(order: tuple, final: tuple) -> Select:
+    """Deferred join: skip entries on the (owner_id, column, id) index alone, then fetch whole rows."""
     page_ids = (
         select(File.id).where(File.owner_id == bindparam("owner_id")).order_by(*order)
         .limit(bindparam("limit", type_=Integer)).offset(bindparam("skip", type_=Integer)).subquery()
     )
-    return select(*PAGE_COLUMNS).join(page_ids, File.id == page_ids.c.id).order_by(*NEWEST_FIRST)
+    return select(*PAGE_COLUMNS).join(page_ids, File.id == page_ids.c.id).order_by(*final)
 
 
 def _near_page_query(order: tuple) -> Select:
@@ -132,16 +142,23 @@ def _near_page_query(order: tuple) -> Select:
 # Up to this many skipped entries the plain read wins (MariaDB does about half the work for it; bench/README.md);
 # past it, reading whole rows only to skip them costs more than the join.
 NEAR_SKIP = 100
-# Built once: composing these costs more than running them over a warm connection. Keyed by (from the newest
-# end, near): the far pages are read with the deferred join.
+# Built once: composing these costs more than running them over a warm connection. Keyed by (sort, from the
+# wanted end, near): the far pages are read with the deferred join.
+def _page_read(sort: str, from_start: bool, near: bool) -> Read:
+    order = order_of(sort, reverse=not from_start)
+    return Read(_near_page_query(order) if near else _page_query(order, order_of(sort)))
+
+
 PAGE_QUERIES = {
-    (True, True): Read(_near_page_query(NEWEST_FIRST)), (False, True): Read(_near_page_query(OLDEST_FIRST)),
-    (True, False): Read(_page_query(NEWEST_FIRST)), (False, False): Read(_page_query(OLDEST_FIRST)),
+    (sort, from_start, near): _page_read(sort, from_start, near)
+    for sort in SORTS for from_start in (True, False) for near in (True, False)
 }
 
 
-def list_files(db: Session, *, owner_id: int, total: int, page: int, list_size: int) -> list[Any]:
-    """One page of the owner's files, newest first, as named tuples: one statement outside any transaction.
+def list_files(
+    db: Session, *, owner_id: int, total: int, page: int, list_size: int, sort: str = DEFAULT_SORT,
+) -> list[Any]:
+    """One page of the owner's files in `sort` order, as named tuples: one statement outside any transaction.
 
     `total` is the owner's counter (kept in the same transactions as the rows, not a count(*) scan);
     it only picks the cheaper end of the index to read from, and the cheaper statement.
@@ -151,11 +168,80 @@ def list_files(db: Session, *, owner_id: int, total: int, page: int, list_size: 
         return []
     limit = min(list_size, total - offset)
     # A page past the middle is read from the other end of the index, so no page skips more than half.
-    from_newest = offset <= total // 2
-    skip = offset if from_newest else total - offset - limit
+    from_start = offset <= total // 2
+    skip = offset if from_start else total - offset - limit
     near = skip < NEAR_SKIP
-    rows = PAGE_QUERIES[from_newest, near].all(db, {"owner_id": owner_id, "limit": limit, "skip": skip})
-    return rows if from_newest or not near else rows[::-1]  # the plain read from the oldest end comes oldest first
+    rows = PAGE_QUERIES[sort, from_start, near].all(db, {"owner_id": owner_id, "limit": limit, "skip": skip})
+    return rows if from_start or not near else rows[::-1]  # the plain read from the other end comes reversed
+
+
+@dataclass(frozen=True)
+class FileFilter:
+    """What `/file/list` narrows to: names containing `q` (any case), and a MIME type, or a family when it
+    ends with "/" ("image/")."""
+
+    q: str = ""
+    mime_type: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.q or self.mime_type)
+
+    def shape(self) -> tuple[bool, str]:
+        return bool(self.q), "" if not self.mime_type else "family" if self.mime_type.endswith("/") else "exact"
+
+    def params(self) -> dict[str, str]:
+        return {"pattern": "%" + like_escaped(self.q.lower()) + "%",
+                "mime": like_escaped(self.mime_type) + "%" if self.mime_type.endswith("/") else self.mime_type}
+
+
+LIKE_ESCAPE = "/"
+
+
+def like_escaped(text: str) -> str:
+    """`text` matched literally by LIKE … ESCAPE '/': a % or _ in a search is a character, not a wildcard."""
+    return "".join(LIKE_ESCAPE + c if c in "%_/" else c for c in text)
+
+
+def _filtered(statement: Select, has_q: bool, mime: str) -> Select:
+    statement = statement.where(File.owner_id == bindparam("owner_id"))
+    if has_q:
+        statement = statement.where(folded(File.name).like(bindparam("pattern"), escape=LIKE_ESCAPE))
+    if mime == "exact":
+        statement = statement.where(File.mime_type == bindparam("mime"))
+    elif mime == "family":
+        statement = statement.where(File.mime_type.like(bindparam("mime"), escape=LIKE_ESCAPE))
+    return statement
+
+
+# Made on first use, one per shape of filter (and sort): there are 5 shapes and 6 sorts.
+_FOUND_QUERIES: dict[tuple, tuple[Read, Read]] = {}
+
+
+def _found_queries(shape: tuple[bool, str], sort: str) -> tuple[Read, Read]:
+    queries = _FOUND_QUERIES.get((shape, sort))
+    if queries is None:
+        page = (_filtered(select(*PAGE_COLUMNS), *shape).order_by(*order_of(sort))
+                .limit(bindparam("limit", type_=Integer)).offset(bindparam("skip", type_=Integer)))
+        queries = _FOUND_QUERIES[shape, sort] = (Read(_filtered(select(func.count().label("n")).select_from(File), *shape)),
+                                                 Read(page))
+    return queries
+
+
+def find_files(
+    db: Session, *, owner_id: int, where: FileFilter, page: int, list_size: int, sort: str = DEFAULT_SORT,
+) -> tuple[list[Any], int]:
+    """One page of the owner's files that match, and how many match in all.
+
+    A name search cannot use an index (it matches inside names), so both statements read the owner's rows;
+    they walk the owner's part of the sort's index, so only the owner's rows are read.
+    """
+    count, rows = _found_queries(where.shape(), sort)
+    params = {"owner_id": owner_id, **where.params()}
+    total = count.first(db, params)[0]
+    offset = (page - 1) * list_size
+    if offset >= total:
+        return [], total
+    return rows.all(db, {**params, "limit": list_size, "skip": offset}), total
 
 
 @dataclass(frozen=True)
@@ -399,9 +485,11 @@ def commit_pointing_at(db: Session, key: str) -> None:
 
 
 def discard(storage: Storage, key: str) -> None:
-    """Remove bytes no row points at; if that fails they stay an orphan for the storage-check command."""
+    """Remove bytes no row points at, and what was made of them (thumbnails); if that fails they stay an
+    orphan for the storage-check command."""
     try:
         storage.delete(key)
+        storage.delete_derived(key)
     except (OSError, ServiceUnavailable):
         log.exception("could not remove stored bytes %s; storage-check --repair will", key)
 
@@ -423,6 +511,7 @@ class StorageReport:
     orphans: list[BlobInfo] = field(default_factory=list)  # stored bytes no row points at
     unfinished: list[BlobInfo] = field(default_factory=list)  # writes cut short (by a crash)
     missing: list[MissingBytes] = field(default_factory=list)  # rows whose bytes are gone: not repairable
+    derived_orphans: list[DerivedInfo] = field(default_factory=list)  # thumbnails of bytes no row points at
     too_recent: int = 0  # unreferenced, but possibly an upload whose row is being committed right now
     miscounted: list[quota.Miscount] = field(default_factory=list)  # users whose counters disagree with their files
 
@@ -448,6 +537,11 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
     claimed = _keys_with_rows(db, [blob.key for blob in report.orphans])
     report.orphans = [blob for blob in report.orphans if blob.key not in claimed]
     report.unfinished = leftover_writes(storage, min_age=min_age)
+    # Made of bytes no row points at (their file deleted or replaced while its thumbnail was being made, or
+    # their removal failed): never served again, so removed at any age.
+    derived = [item for item in storage.derived() if item.key not in rows]
+    claimed = _keys_with_rows(db, [item.key for item in derived])
+    report.derived_orphans = [item for item in derived if item.key not in claimed]
     gone = [key for key in rows if key not in stored]
     still_referenced = _keys_with_rows(db, gone)
     report.missing = [
@@ -459,6 +553,9 @@ def check_storage(db: Session, storage: Storage, *, min_age: float, repair: bool
     if repair:
         for blob in report.orphans:
             storage.delete(blob.key)
+            storage.delete_derived(blob.key)
+        for key in {item.key for item in report.derived_orphans}:
+            storage.delete_derived(key)
         for blob in report.unfinished:
             storage.delete_unfinished(blob.key)
         quota.recount(db, owner_ids=[user.owner_id for user in report.miscounted])

@@ -2,6 +2,7 @@
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, bindparam, select
@@ -79,23 +80,35 @@ class LinkedDownload:
     disposition: str
 
 
+def read_claims(signer: LinkSigner, token: str, now: datetime) -> LinkClaims:
+    """A link's claims: 404 for a token that is not ours, 410 past its expiry (before the database is asked)."""
+    claims = signer.read(token)
+    if claims.expires <= epoch_seconds(now):
+        raise LinkExpired()
+    if claims.file_id > ID_MAX:  # only ever signed by a future format; keep it out of the query
+        raise NotFound("this file link is not valid")
+    return claims
+
+
+def linked_row(db: Session, claims: LinkClaims, now: datetime) -> Any:
+    """The file at the version the link names, while the session that made it lives: one statement; 404 if not."""
+    parameters = {"file_id": claims.file_id, "key": claims.storage_key, "sid": claims.session_id, "now": now}
+    with autocommit(db).connect() as connection:  # one statement: no transaction to begin and end
+        row = connection.execute(LINKED_FILE, parameters).first()
+    if row is None:
+        raise NotFound("this file link is no longer valid")
+    return row
+
+
 def open_linked_file(
     db: Session, storage: Storage, signer: LinkSigner, *, token: str, wanted: WantedRange | None,
     now: datetime,
 ) -> LinkedDownload:
     """The file a link names, opened, after one query: 404 for a token that is not ours or no longer valid,
     410 for one past its expiry (checked before the database is asked)."""
-    claims = signer.read(token)
-    if claims.expires <= epoch_seconds(now):
-        raise LinkExpired()
-    if claims.file_id > ID_MAX:  # only ever signed by a future format; keep it out of the query
-        raise NotFound("this file link is not valid")
-    parameters = {"file_id": claims.file_id, "key": claims.storage_key, "sid": claims.session_id, "now": now}
+    claims = read_claims(signer, token, now)
     for _ in range(RETRIES):
-        with autocommit(db).connect() as connection:  # one statement: no transaction to begin and end
-            row = connection.execute(LINKED_FILE, parameters).first()
-        if row is None:
-            raise NotFound("this file link is no longer valid")
+        row = linked_row(db, claims, now)
         part = wanted.bounds(row.size) if wanted is not None and wanted.applies(row) else None
         try:
             stream = storage.open(row.storage_key, *(part or ()))

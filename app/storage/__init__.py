@@ -5,10 +5,10 @@
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from app.storage.base import CHUNK, BlobInfo, ByteStream, Storage, StoredBlob
+from app.storage.base import CHUNK, BlobInfo, ByteStream, DerivedInfo, Storage, StoredBlob
 from app.storage.local import LocalStorage
 
-__all__ = ["CHUNK", "BlobInfo", "ByteStream", "LocalStorage", "Storage", "StoredBlob", "from_config"]
+__all__ = ["CHUNK", "BlobInfo", "ByteStream", "DerivedInfo", "LocalStorage", "Storage", "StoredBlob", "from_config"]
 
 
 def from_config(config: Any) -> Storage:

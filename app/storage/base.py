@@ -1,4 +1,5 @@
 """The storage interface: what every backend offers, and the shapes of what it returns."""
+import re
 import secrets
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator, Protocol
@@ -29,6 +30,18 @@ class BlobInfo:
     size: int
     modified: float  # seconds since the epoch
     abandoned: bool = False  # an unfinished write known to have no writer left (its process died)
+
+
+@dataclass(frozen=True)
+class DerivedInfo:
+    key: str  # the blob it was made from
+    variant: str
+    size: int
+    modified: float  # seconds since the epoch
+
+
+# A derived blob's variant: a short name of our own ("thumb-256.webp"), never a client's.
+VARIANT = re.compile(r"^[a-z0-9][a-z0-9.-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,26 @@ class Storage(Protocol):
         ...
 
     def delete_unfinished(self, key: str) -> None: ...
+
+    # Derived blobs are made from a blob (its thumbnails) and named by the blob's key and a variant, apart from
+    # the blobs themselves: `blobs()` never lists them. They go with their blob (`delete_derived`), and one
+    # whose blob no row points at any more is found by `derived()`.
+
+    def save_derived(self, key: str, variant: str, data: bytes) -> None:
+        """Store (or overwrite) the variant of `key`, whole or not at all."""
+        ...
+
+    def open_derived(self, key: str, variant: str) -> BinaryIO:
+        """The variant's bytes; FileNotFoundError if it was never made (or was removed)."""
+        ...
+
+    def delete_derived(self, key: str) -> None:
+        """Remove every variant of `key`; none is not an error."""
+        ...
+
+    def derived(self) -> Iterator[DerivedInfo]:
+        """Every derived blob in storage, whether or not its blob still exists."""
+        ...
 
     # A partial upload grows by appends that may come from any instance, and becomes a blob when complete.
     # Its state between requests is its size alone, which the caller keeps (in the database).

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, cast
 
 from app import threads
-from app.storage.base import KEY_LENGTH, BlobInfo, ByteStream, PartialInfo, StoredBlob, new_key, write_behind
+from app.storage.base import (
+    KEY_LENGTH, VARIANT, BlobInfo, ByteStream, DerivedInfo, PartialInfo, StoredBlob, new_key, write_behind
+)
 
 TMP_DIR = ".tmp"
 PARTIAL_DIR = ".uploads"
+DERIVED_DIR = ".derived"
 
 
 class LocalStorage:
@@ -23,6 +26,7 @@ class LocalStorage:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.partial_dir = self.root / PARTIAL_DIR
         self.partial_dir.mkdir(exist_ok=True)
+        self.derived_dir = self.root / DERIVED_DIR
 
     def path(self, key: str) -> Path:
         # Keys are ours (hex from `save`), but a key read from anywhere must still not leave the root.
@@ -81,6 +85,50 @@ class LocalStorage:
     def delete_unfinished(self, key: str) -> None:
         if "/" not in key and key.endswith(".part"):
             (self.tmp / key).unlink(missing_ok=True)
+
+    # -- derived blobs: `root/.derived/<2 hex>/<key>.<variant>`, written like blobs (locked in .tmp, renamed) --
+
+    def derived_path(self, key: str, variant: str) -> Path:
+        if not VARIANT.match(variant):
+            raise FileNotFoundError(f"not a variant: {variant!r}")
+        self.path(key)  # the same check of the key
+        return self.derived_dir / key[:2] / f"{key}.{variant}"
+
+    def save_derived(self, key: str, variant: str, data: bytes) -> None:
+        final = self.derived_path(key, variant)
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with open(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                # A cache, but a torn one would be served for good: its bytes are on disk before its name.
+                threads.blocking(os.fsync, out.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp_name, final)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    def open_derived(self, key: str, variant: str) -> BinaryIO:
+        return open(self.derived_path(key, variant), "rb")
+
+    def delete_derived(self, key: str) -> None:
+        try:
+            self.path(key)
+        except FileNotFoundError:
+            return
+        for item in (self.derived_dir / key[:2]).glob(f"{key}.*"):
+            item.unlink(missing_ok=True)
+
+    def derived(self) -> Iterator[DerivedInfo]:
+        if not self.derived_dir.is_dir():
+            return
+        for entry in sorted(self.derived_dir.iterdir()):
+            if entry.is_dir():
+                for blob in _files(entry):
+                    key, _, variant = blob.key.partition(".")
+                    yield DerivedInfo(key, variant, blob.size, blob.modified)
 
     # -- partial uploads: an append-only file `root/.uploads/<ref>`, linked into place when complete --
 

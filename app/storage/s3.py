@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.errors import InsufficientStorage, StorageUnavailable
-from app.storage.base import CHUNK, BlobInfo, ByteStream, PartialInfo, StoredBlob, new_key
+from app.storage.base import CHUNK, VARIANT, BlobInfo, ByteStream, DerivedInfo, PartialInfo, StoredBlob, new_key
 
 log = logging.getLogger("app.storage")
 
@@ -24,6 +24,7 @@ MIN_PART_SIZE = 5 << 20  # S3's smallest part but the last
 KEY = re.compile(r"^[0-9a-f]{32}$")
 UPLOAD_SEPARATOR = "?uploadId="  # unfinished writes are named `<key>?uploadId=<id>`: both are needed to abort one
 MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+DERIVED_DIR = ".derived"  # `<prefix>/.derived/<key>.<variant>`: what was made from a blob (its thumbnails)
 PARTIAL_DIR = ".partial"  # `<prefix>/.partial/<id>/`: a partial upload's marker and unaligned tail objects
 # Where partial uploads started by earlier versions keep theirs. SeaweedFS keeps its own multipart state in `.uploads`
 # folders and leaves every `.uploads/` out of listings (objects there can be read but never listed), so their
@@ -267,6 +268,49 @@ class S3Storage:
         except ClientError as e:
             if _code(e) != "NoSuchUpload":  # finished or aborted meanwhile
                 raise
+
+    # -- derived blobs --
+
+    def derived_name(self, key: str, variant: str = "") -> str:
+        """The object of one variant of `key`; with no variant, the prefix of all of them."""
+        if variant and not VARIANT.match(variant):
+            raise FileNotFoundError(f"not a variant: {variant!r}")
+        self.name(key)  # the same check of the key
+        return f"{self._listing_prefix}{DERIVED_DIR}/{key}.{variant}"
+
+    def save_derived(self, key: str, variant: str, data: bytes) -> None:
+        with unavailable_on_error("storing an object"):
+            self.client.put_object(Bucket=self.bucket, Key=self.derived_name(key, variant), Body=data)
+
+    def open_derived(self, key: str, variant: str) -> BinaryIO:
+        name = self.derived_name(key, variant)
+        try:
+            with unavailable_on_error("opening an object"):
+                response = self.client.get_object(Bucket=self.bucket, Key=name)
+        except ClientError as e:
+            if _code(e) in MISSING:
+                raise FileNotFoundError(name) from None
+            raise
+        return cast(BinaryIO, ObjectStream(response["Body"]))
+
+    def delete_derived(self, key: str) -> None:
+        try:
+            prefix = self.derived_name(key)
+        except FileNotFoundError:
+            return
+        with unavailable_on_error("deleting objects"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+
+    def derived(self) -> Iterator[DerivedInfo]:
+        prefix = f"{self._listing_prefix}{DERIVED_DIR}/"
+        with unavailable_on_error("listing objects"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key, _, variant = item["Key"][len(prefix):].partition(".")
+                    if KEY.match(key) and VARIANT.match(variant):
+                        yield DerivedInfo(key, variant, item["Size"], item["LastModified"].timestamp())
 
     # -- partial uploads: a multipart upload of whole parts and the unaligned tail as an object of its own --
     # Part n holds bytes [(n-1)·P, n·P) and `tail-<k·P>` the bytes from k·P on, so the size alone says
