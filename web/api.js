@@ -217,6 +217,10 @@ export class Api {
     remember(this.#base, null);
   }
 
+  get resumable() {
+    return remembered(this.#base) !== null;
+  }
+
   // The session this tab had before a reload, if any: its refresh token (kept in sessionStorage)
   // gives a new pair on the same device session. Answers the token response, or null.
   async resume() {

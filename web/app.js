@@ -354,11 +354,21 @@ followMessageLink();
 // A reload keeps the session of this tab (the same device in "My devices"), unless a message's link
 // is being followed to set a new password.
 async function resumeSession() {
-  if (resetToken) return;
-  await run(null, async () => {
-    const tokens = await api.resume();
-    if (tokens) await enter(tokens, `Signed in as ${tokens.id}.`);
-  });
+  if (resetToken || !api.resumable) return;
+  ui.authView.hidden = true; // no sign-in form flashing by while the session comes back
+  say("Signing you back in…");
+  let tokens = null;
+  try {
+    await run(null, async () => {
+      tokens = await api.resume();
+      if (tokens) await enter(tokens, `Signed in as ${tokens.id}.`);
+    });
+  } finally {
+    if (!tokens) {
+      ui.authView.hidden = false;
+      if (ui.status.textContent === "Signing you back in…") say("");
+    }
+  }
 }
 
 resumeSession();
