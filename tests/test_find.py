@@ -1,5 +1,7 @@
 """Finding and previewing files (SPEC §14) through HTTP, on SQLite and MySQL: search, type filter and sort of
 /file/list; thumbnails of real images made with Pillow, on local disk and S3, through links too."""
+import base64
+import hashlib
 import io
 import json
 import struct
@@ -254,6 +256,11 @@ def test_an_inline_link_serves_thumbnails(client, signed_in):
     assert client.get(f"{inline}?thumbnail=256", headers={"If-None-Match": shown.headers["ETag"]}).status_code == 304
     mine = client.get(f"/file/{record['id']}/thumbnail?size=256", headers=signed_in)
     assert mine.headers["ETag"] == shown.headers["ETag"] and mine.data == shown.data
+    for answer in (shown, mine):  # a download's headers, of the thumbnail's own bytes
+        assert answer.headers["Repr-Digest"] == "sha-256=:" + base64.b64encode(hashlib.sha256(answer.data).digest()).decode() + ":"
+        assert answer.headers["Accept-Ranges"] == "bytes" and answer.headers["Last-Modified"]
+    part = client.get(f"{inline}?thumbnail=256", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.data == shown.data[:10]
     whole = client.get(inline)  # without the parameter, the file itself
     assert whole.headers["Content-Type"] == "image/jpeg" and len(whole.data) == record["size"]
     assert client.get(f"{inline}?thumbnail=100").status_code == 400

@@ -159,6 +159,7 @@ THUMBNAIL_PARAMETERS = (
     _thumbnail_size("size", f"The square the image is scaled to fit, in pixels; empty means {DEFAULT_THUMBNAIL}.",
                     DEFAULT_THUMBNAIL),
     header_parameter("If-None-Match", "An `ETag` of an earlier thumbnail: 304 while it still matches."),
+    header_parameter("Range", "One range of the thumbnail's bytes, e.g. `bytes=0-1023`."),
 )
 LINK_THUMBNAIL_PARAMETERS = (_thumbnail_size(
     "thumbnail", "Serve a thumbnail of this size instead of the file (a link made with disposition `inline` to a "
@@ -166,13 +167,14 @@ LINK_THUMBNAIL_PARAMETERS = (_thumbnail_size(
 
 
 def thumbnail_responses() -> dict[str, Any]:
-    headers = {
-        "ETag": header("The thumbnail's validator; send it back in `If-None-Match`.", {"type": "string"}),
-        "X-Content-Type-Options": header("Always `nosniff`.", {"type": "string", "const": "nosniff"}),
-        "Content-Disposition": header("`inline`, named after the file with `.webp`.", {"type": "string"}),
-    }
+    """A thumbnail answers as a download does, of its own bytes (`Repr-Digest` is the thumbnail's)."""
+    def headers(*extra: str) -> dict[str, Any]:
+        return {**download_headers(*extra), "Content-Disposition": header(
+            "`inline`, named after the file with `.webp`.", {"type": "string"})}
+    webp = {"image/webp": {"schema": {"type": "string", "format": "binary"}}}
     return {
-        "200": {"description": "The thumbnail.", "headers": headers,
-                "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}}},
-        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": headers},
+        "200": {"description": "The thumbnail.", "headers": headers("Content-Length", "Last-Modified"), "content": webp},
+        "206": {"description": "The requested single range of it.", "headers": headers("Content-Length", "Content-Range"),
+                "content": webp},
+        "304": {"description": "`If-None-Match` matched: the client's copy is current.", "headers": headers()},
     }

@@ -104,7 +104,7 @@ def download(file_id: int):
 def thumbnail_of(file_id: int):
     size = thumbnail_size("size", DEFAULT_THUMBNAIL)
     record = own_image(get_db(), owner_id=caller().user_id, file_id=file_id)
-    return thumbnail_response(record.name, thumbnail_etag(record, size), lambda: thumbnail(
+    return thumbnail_response(record.name, thumbnail_etag(record, size), record.updated_at, lambda: thumbnail(
         get_db(), storage(), record, size=size, max_pixels=int(current_app.config["THUMBNAIL_MAX_PIXELS"]),
         gone=Conflict("the file was replaced or deleted while its thumbnail was being made; retry")))
 

@@ -58,7 +58,7 @@ def fetch(token: str):
     size = thumbnail_size("thumbnail", None)
     if size is not None:
         row = linked_image(get_db(), link_signer(), token=token, now=utcnow())
-        return thumbnail_response(row.name, thumbnail_etag(row, size), lambda: thumbnail(
+        return thumbnail_response(row.name, thumbnail_etag(row, size), row.updated_at, lambda: thumbnail(
             get_db(), storage(), row, size=size, max_pixels=int(current_app.config["THUMBNAIL_MAX_PIXELS"]),
             gone=NotFound("this file link is no longer valid")))
     wanted = wanted_range()
