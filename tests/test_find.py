@@ -347,6 +347,7 @@ def test_large_thumbnails_do_not_stall_other_requests(make_live_server, tmp_path
         time.sleep(0.02)
     for worker in workers:
         worker.join()
-    assert len(finished) == 3 and max(finished) > 1.0, finished  # long enough for a stall to show
+    assert len(finished) == 3 and max(finished) > 0.3, finished  # long enough for a stall to show
     waits.sort()
-    assert len(waits) >= 10 and waits[len(waits) // 2] < 0.1 and waits[-1] < 0.5, (waits, finished)
+    # Decoded in the event loop, /info would wait for a whole decode: as long as the thumbnails themselves.
+    assert len(waits) >= 5 and waits[len(waits) // 2] < 0.1 and waits[-1] < max(finished) / 2, (waits, finished)
