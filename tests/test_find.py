@@ -261,6 +261,8 @@ def test_an_inline_link_serves_thumbnails(client, signed_in):
         assert answer.headers["Accept-Ranges"] == "bytes" and answer.headers["Last-Modified"]
     part = client.get(f"{inline}?thumbnail=256", headers={"Range": "bytes=0-9"})
     assert part.status_code == 206 and part.data == shown.data[:10]
+    assert client.get(f"{inline}?thumbnail=256", headers={"Range": ""}).data == shown.data  # empty: the whole
+    assert client.get(f"{inline}?thumbnail=256", headers={"Range": "bytes=999999-"}).status_code == 416
     whole = client.get(inline)  # without the parameter, the file itself
     assert whole.headers["Content-Type"] == "image/jpeg" and len(whole.data) == record["size"]
     assert client.get(f"{inline}?thumbnail=100").status_code == 400
