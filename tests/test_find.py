@@ -261,6 +261,8 @@ def test_an_inline_link_serves_thumbnails(client, signed_in):
         assert answer.headers["Accept-Ranges"] == "bytes" and answer.headers["Last-Modified"]
     part = client.get(f"{inline}?thumbnail=256", headers={"Range": "bytes=0-9"})
     assert part.status_code == 206 and part.data == shown.data[:10]
+    assert client.get(f"{inline}?thumbnail=256", headers={"Range": ""}).data == shown.data  # empty: the whole
+    assert client.get(f"{inline}?thumbnail=256", headers={"Range": "bytes=999999-"}).status_code == 416
     whole = client.get(inline)  # without the parameter, the file itself
     assert whole.headers["Content-Type"] == "image/jpeg" and len(whole.data) == record["size"]
     assert client.get(f"{inline}?thumbnail=100").status_code == 400
@@ -347,6 +349,7 @@ def test_large_thumbnails_do_not_stall_other_requests(make_live_server, tmp_path
         time.sleep(0.02)
     for worker in workers:
         worker.join()
-    assert len(finished) == 3 and max(finished) > 1.0, finished  # long enough for a stall to show
+    assert len(finished) == 3 and max(finished) > 0.3, finished  # long enough for a stall to show
     waits.sort()
-    assert len(waits) >= 10 and waits[len(waits) // 2] < 0.1 and waits[-1] < 0.5, (waits, finished)
+    # Decoded in the event loop, /info would wait for a whole decode: as long as the thumbnails themselves.
+    assert len(waits) >= 5 and waits[len(waits) // 2] < 0.1 and waits[-1] < max(finished) / 2, (waits, finished)

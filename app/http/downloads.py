@@ -119,4 +119,8 @@ def thumbnail_response(name: str, etag: str, updated_at: datetime, make: Callabl
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Disposition"] = content_disposition(PurePosixPath(name).stem + ".webp", "inline")
     response.headers["Repr-Digest"] = repr_digest(hashlib.sha256(data).hexdigest())
-    return response.make_conditional(request, accept_ranges=True, complete_length=len(data))
+    environ = dict(request.environ)
+    if wanted_range() is None:  # no range, several, another unit or an empty header: the whole thumbnail
+        environ.pop("HTTP_RANGE", None)
+        environ.pop("HTTP_IF_RANGE", None)
+    return response.make_conditional(environ, accept_ranges=True, complete_length=len(data))

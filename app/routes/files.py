@@ -95,7 +95,7 @@ def download(file_id: int):
 @bp.get(f"/{FILE_ID}/thumbnail")
 @operation(
     "fileThumbnail", "files", "A thumbnail of an image", path_docs=FILE_ID_DOC, parameters=THUMBNAIL_PARAMETERS,
-    errors=(UnsupportedMediaType, Conflict), responses=thumbnail_responses(), description=(
+    errors=(UnsupportedMediaType, Conflict, RangeNotSatisfiable), responses=thumbnail_responses(), description=(
         "A WebP of the image (JPEG, PNG, GIF's first frame, WebP) scaled to fit a square of `size` pixels, never "
         "enlarged; made once per version of the file and kept. Any other content, or an image of more than "
         "`THUMBNAIL_MAX_PIXELS` pixels, is 415."),
