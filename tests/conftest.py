@@ -417,6 +417,15 @@ def client(app):
 
 
 @pytest.fixture
+def admin(client) -> dict[str, str]:
+    """Authorization headers of a superuser, root@example.com."""
+    signed = sign_up(client, "root@example.com")
+    with client.application.extensions["engine"].begin() as connection:
+        connection.execute(sa.text("UPDATE users SET is_superuser = :yes WHERE login = 'root@example.com'"), {"yes": True})
+    return bearer(signed["access_token"])
+
+
+@pytest.fixture
 def signed_in(client) -> dict[str, str]:
     """Authorization headers of a freshly signed-up user, ann@example.com."""
     return bearer(sign_up(client)["access_token"])

@@ -402,14 +402,6 @@ def test_a_passkey_stands_in_for_the_second_factor(client):
     assert passkey_sign_in(client, passkey).status_code == 200
 
 
-@pytest.fixture
-def admin(client):
-    signed = sign_up(client, "root@example.com")
-    with client.application.extensions["engine"].begin() as connection:
-        connection.execute(sa.text("UPDATE users SET is_superuser = :yes WHERE login = 'root@example.com'"), {"yes": True})
-    return bearer(signed["access_token"])
-
-
 def test_a_disabled_user_cannot_use_a_code_or_a_passkey(client, admin):
     sign_up(client)
     headers = bearer(client.post("/signin", json={"id": "ann@example.com", "password": PASSWORD}).json["data"]["access_token"])

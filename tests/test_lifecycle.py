@@ -299,14 +299,6 @@ def test_the_export_is_a_zip_of_my_account_and_every_file(client):
 # -- administration -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def admin(client):
-    signed = sign_up(client, "root@example.com")
-    with client.application.extensions["engine"].begin() as connection:
-        connection.execute(sa.text("UPDATE users SET is_superuser = :yes WHERE login = 'root@example.com'"), {"yes": True})
-    return bearer(signed["access_token"])
-
-
 def test_an_operator_finds_inspects_and_sets_a_quota(client, admin):
     ann = bearer(sign_up(client, "ann@example.com")["access_token"])
     sign_up(client, "bob@example.com")
