@@ -44,8 +44,12 @@ migrate: venv
 run: migrate
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), each with its own databases and servers: most tests
+# wait on a server, a browser or a slow client rather than on the CPU. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS)) $(PYTEST_ARGS)
 
 .PHONY: fuzz docs-check
 fuzz: dev

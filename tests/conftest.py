@@ -73,6 +73,16 @@ def migrate_round_trip(url: str) -> None:
     command.upgrade(config, "head")
 
 
+def worker_database(url: str) -> str:
+    """The MySQL test database of this pytest process: under pytest-xdist each worker (gw0, gw1, …) has its own,
+    named after MYSQL_TEST_URL's with the worker's id, since every run drops and creates it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+
+
 def fresh_mysql(url: str) -> str:
     parsed = make_url(url)
     server = sa.create_engine(parsed.set(database=""), connect_args={"connect_timeout": 5})
@@ -93,7 +103,7 @@ def database_urls(tmp_path_factory) -> dict[str, str]:
         migrate_round_trip(urls["sqlite"])
     if "mysql" in BACKENDS:
         try:
-            urls["mysql"] = fresh_mysql(MYSQL_TEST_URL)
+            urls["mysql"] = fresh_mysql(worker_database(MYSQL_TEST_URL))
         except sa.exc.OperationalError as e:
             message = f"MySQL unreachable at {MYSQL_TEST_URL}: {e.orig}"
             if REQUIRE_MYSQL:
@@ -110,6 +120,23 @@ def pytest_collection_modifyitems(config, items) -> None:
     needed = any("seaweedfs" in item.callspec.params.values() for item in items if hasattr(item, "callspec"))
     if needed and REQUIRE_S3_SERVER and weed_binary() is None:
         pytest.exit(f"REQUIRE_S3_SERVER=1 but {WEED_MISSING}", returncode=3)
+
+
+SKIP_REASONS = {"mysql": _mysql_skip_reason, "redis": _redis_skip_reason, "seaweedfs": _s3_server_skip_reason}
+
+
+def pytest_sessionfinish(session) -> None:
+    """Under pytest-xdist a worker hands its skip reasons to the main process, which prints the summary."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["skip_reasons"] = {name: reasons[:1] for name, reasons in SKIP_REASONS.items()}
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, in the main process
+def pytest_testnodedown(node, error) -> None:
+    for name, reasons in getattr(node, "workeroutput", {}).get("skip_reasons", {}).items():
+        if reasons and not SKIP_REASONS[name]:
+            SKIP_REASONS[name].extend(reasons)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
