@@ -8,7 +8,7 @@
 # make web: the web client in web/ on :8080 (WEB_PORT), another origin than the API on :3000
 #   (API_URL=http://127.0.0.1:3901 prints the page's address with ?api= for an API elsewhere)
 # make fuzz: only the schemathesis run of `make test` (MySQL; FUZZ_MAX_EXAMPLES, FUZZ_SEED), report printed
-# make docs-check: only the /docs render check in headless Chromium, which must be installed here
+# make docs-check: only the /docs render check in headless Chromium (chromium + chromium-driver must be installed)
 # make bench-compare ANCHOR_URL=http://127.0.0.1:PORT: this service next to another server with the same routes
 #   (e.g. the Express original), rounds interleaved; see bench/README.md
 PYTHON ?= python3
