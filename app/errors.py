@@ -131,7 +131,13 @@ class LinkExpired(ApiError):
 
 class FileTooLarge(ApiError):
     status, code, message = 413, "file_too_large", "the upload is larger than the limit"
-    description = "body over the limit (`MAX_UPLOAD_BYTES` for uploads, a small fixed limit for other bodies); nothing is stored"
+    description = ("body over the limit (`MAX_UPLOAD_BYTES` for uploads, a small fixed limit for other bodies); a file "
+                   "upload's answer has the limit in `details.limit` (bytes); nothing is stored")
+
+    @classmethod
+    def over(cls, limit: int) -> "FileTooLarge":
+        """A file upload over MAX_UPLOAD_BYTES: the limit in details too, so a client can say it in its own units."""
+        return cls(f"the file is larger than the limit of {limit} bytes", {"limit": limit})
 
 
 class QuotaExceeded(ApiError):

@@ -159,6 +159,7 @@ def test_upload_over_the_limit_is_413_and_leaves_nothing(make_app):
         response = upload(client, headers, b"y" * size)
         assert response.status_code == 413, size
         assert error_code(response) == "file_too_large"
+        assert response.json["error"]["details"] == {"limit": 1000}, size  # a client words it in its own units
         assert response.json["data"] is None
     assert client.get("/file/list", headers=headers).json["data"]["total"] == 1
     [blob] = stored_files(app)
@@ -172,6 +173,7 @@ def test_update_over_the_limit_is_413_and_keeps_the_old_file(make_app):
     before = uploaded(client, headers, b"old content", "old.txt")
     response = update(client, headers, before["id"], b"z" * 1001, "new.bin")
     assert response.status_code == 413 and error_code(response) == "file_too_large"
+    assert response.json["error"]["details"] == {"limit": 1000}
     assert client.get(f"/file/{before['id']}", headers=headers).json["data"] == before
     assert client.get(f"/file/download/{before['id']}", headers=headers).data == b"old content"
     assert [p.read_bytes() for p in stored_files(app)] == [b"old content"]

@@ -163,6 +163,7 @@ def test_an_upload_over_the_size_limit_is_413_before_anything_is_stored(make_app
     headers = {**bearer(sign_up(client)["access_token"]), **TUS}
     response = create(client, headers, 1001)
     assert response.status_code == 413 and response.json["error"]["code"] == "file_too_large"
+    assert response.json["error"]["details"] == {"limit": 1000}
     assert create(client, headers, 1000).status_code == 201
     assert upload_rows(app) == 1 and client.options("/file/uploads").headers["Tus-Max-Size"] == "1000"
 

@@ -148,7 +148,7 @@ def upload_room(file_id: int | None = None) -> Room:
     """
     limit, announced = upload_limit(), request.content_length or 0
     if announced > limit + MULTIPART_OVERHEAD:
-        raise FileTooLarge(f"the file is larger than the limit of {limit} bytes")
+        raise FileTooLarge.over(limit)
     at_least = max(0, announced - MULTIPART_OVERHEAD) if announced <= limit else 0
     me = caller()
     standing = Room.of(used=me.bytes_used, reserved=me.bytes_reserved, own_quota=me.quota_bytes,

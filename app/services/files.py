@@ -321,7 +321,7 @@ class Intake:
         return chunk
 
     def too_large(self) -> FileTooLarge:
-        return FileTooLarge(f"the file is larger than the limit of {self.max_bytes} bytes")
+        return FileTooLarge.over(self.max_bytes)
 
     def drain(self) -> None:
         """Read the rest of the file without keeping it: FileTooLarge if it turns out to be over `max_bytes`.

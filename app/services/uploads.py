@@ -101,7 +101,7 @@ def create_upload(
     The owner's expired uploads go first (their reservations with them); over `max_open` unfinished
     uploads is 429 until the oldest expires, at `max_files` files 413."""
     if length > max_bytes:
-        raise FileTooLarge(f"the file is larger than the limit of {max_bytes} bytes")
+        raise FileTooLarge.over(max_bytes)
     free_expired(db, storage, owner_id=owner_id, now=now)
     upload = Upload(
         id=secrets.token_hex(ID_BYTES), owner_id=owner_id, length=length, received=0,
