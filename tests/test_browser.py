@@ -238,6 +238,19 @@ class Browser:
     def error_free(self) -> None:
         assert self.text("#error") == "", self.describe()
 
+    def field_error(self, css: str) -> str | None:
+        """The message shown under a field (None if it has none): it must be marked aria-invalid and name the
+        message in aria-describedby, so a screen reader reads it with the field."""
+        return self.js(
+            """const field = document.querySelector(arguments[0]);
+               if (field.getAttribute('aria-invalid') !== 'true') return null;
+               const note = document.getElementById(field.id + '-error');
+               const described = (field.getAttribute('aria-describedby') || '').split(' ');
+               return note && described.includes(note.id) ? note.textContent : 'NOT DESCRIBED: ' + described;""", css)
+
+    def focused(self) -> str:
+        return self.js("return document.activeElement && document.activeElement.id")
+
     # the page's parts
 
     def sign(self, action: str, login: str, password: str) -> None:
@@ -417,16 +430,28 @@ def test_sign_in_errors_phone_login_api_address_and_token_refresh(short_token_se
     browser.open(page_url(web_origin))
     assert browser.el("#api-base").get_attribute("value") == api
 
-    # every error shows the envelope's message, exactly as the API words it
+    # each refusal is said in people's words under the field it is about, which takes the focus
+    assert "without + is read in the server’s region (RU" in browser.text("#login-hint")
     browser.sign("signin", "nobody@example.com", PASSWORD)
-    expected = api_error_message(api, "/signin", {"id": "nobody@example.com", "password": PASSWORD})
-    assert browser.wait_error() == expected
+    assert api_error_message(api, "/signin", {"id": "nobody@example.com", "password": PASSWORD}) == "wrong id or password"
+    browser.wait(lambda: browser.field_error("#password") == "The email, phone or password is not right.", "under password")
+    assert browser.focused() == "password" and browser.text("#error") == ""
     browser.sign("signup", "+7 (999) 123-45-67", "short")
-    expected = api_error_message(api, "/signup", {"id": "+7 (999) 123-45-67", "password": "short"})
-    browser.wait(lambda: browser.text("#error") == expected, f"error {expected!r}")
-    browser.sign("signup", "not a login", PASSWORD)
-    expected = api_error_message(api, "/signup", {"id": "not a login", "password": PASSWORD})
-    browser.wait(lambda: browser.text("#error") == expected, f"error {expected!r}")
+    browser.wait(lambda: browser.field_error("#password") == "Use at least 8 characters.", "too short")
+    assert browser.field_error("#login-id") is None
+    browser.sign("signup", "not a login", "password")
+    browser.wait(lambda: browser.field_error("#login-id") ==
+                 "Enter an email address like ann@example.com or a phone number like +7 999 123-45-67.", "not a login")
+    assert browser.field_error("#password") == (
+        "This password is one of the most common, so it is easy to guess. Choose another.")
+    assert browser.focused() == "login-id"
+    browser.el("#login-id").send_keys("x")  # typing in a field takes its message away, not the other's
+    assert browser.field_error("#login-id") is None and browser.field_error("#password") is not None
+    browser.fill("#login-id", "")
+    browser.fill("#password", "")
+    browser.click("#signin")  # nothing typed: said before anything is sent
+    assert browser.field_error("#login-id") == "Enter your email address or phone number."
+    assert browser.field_error("#password") == "Enter your password."
 
     # a phone number signs up in any notation and comes back in E.164
     browser.sign("signup", "+7 (999) 123-45-67", PASSWORD)
@@ -681,7 +706,7 @@ def test_links_thumbnails_player_usage_and_a_phone_screen(make_api_server, web_o
     picture_row = thumbnail_from_the_api_origin(browser, api, rows["picture.png"]["id"])
     download_and_open_in_a_tab(browser, rows["picture.png"]["id"], picture, picture_row)
     play_through_a_link(browser, rows["song.wav"]["id"])
-    notes_row = copy_a_link_that_works_without_a_token(browser, rows["notes.txt"]["id"], notes)
+    notes_row = share_a_link_that_works_without_a_token(browser, rows["notes.txt"]["id"], notes)
     # (d) a 390 px phone screen: no sideways scrolling, every Delete button fully on screen and clickable
     browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
     try:
@@ -741,21 +766,39 @@ def play_through_a_link(browser: Browser, file_id: int) -> None:
     assert browser.text(f"{song_row} button.play") == "Close player"
 
 
-def copy_a_link_that_works_without_a_token(browser: Browser, file_id: int, notes: Path) -> str:
-    # Copy link: the link is shown with its expiry, and works without any token
+def share_a_link_that_works_without_a_token(browser: Browser, file_id: int, notes: Path) -> str:
+    # Share: the person picks download or view and how long; the link is shown with its expiry, copied, and
+    # works without any token
     notes_row = f'#files tr[data-id="{file_id}"]'
-    browser.click(f"{notes_row} button.copy-link")
-    browser.wait(lambda: "link to notes.txt" in (browser.text("#status") or ""), "the link's status")
-    assert browser.shown("#share") and browser.text("#share-name") == "notes.txt"
-    shared = browser.el("#share-url").get_property("value")
+    browser.click(f"{notes_row} button.share")
+    browser.wait(lambda: browser.js("return document.getElementById('share').open"), "the sharing dialog")
+    assert browser.text("#share-name") == "“notes.txt”" and not browser.el("#share-inline").get_property("disabled")
+    browser.click("#share-inline")  # view in the browser
+    browser.choose("#share-expires", "5 minutes")
+    browser.click("#share-create")
+    shared = browser.wait(lambda: browser.el("#share-url").get_property("value"), "the link")
     assert link_path(shared).startswith("/file/link/")
     expiry = browser.text("#share-expiry")
-    assert "until" in expiry and "(5 min)" in expiry, expiry
+    assert expiry.startswith("Anyone with this link can view notes.txt until") and "(5 min)" in expiry, expiry
     with urllib.request.urlopen(shared, timeout=10) as answer:
         assert answer.read() == notes.read_bytes()
-        assert answer.headers["Content-Disposition"].startswith("attachment")
+        assert answer.headers["Content-Disposition"].startswith("inline")
+    copied_to_the_clipboard(browser, shared)
+    browser.click("#share-close")
+    browser.wait(lambda: not browser.js("return document.getElementById('share').open"), "the dialog closed")
     browser.error_free()
     return notes_row
+
+
+def copied_to_the_clipboard(browser: Browser, text: str) -> None:
+    origin = browser.js("return location.origin")
+    browser.driver.execute_cdp_cmd("Browser.grantPermissions", {
+        "origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    browser.click("#share-copy")
+    browser.wait(lambda: browser.text("#share-copy") == "Copied", "“Copied” on the button")
+    pasted = browser.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; navigator.clipboard.readText().then(done, e => done(String(e)))")
+    assert pasted == text
 
 
 def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, browsers, tmp_path):
@@ -773,14 +816,16 @@ def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, brows
     rows = {f["name"]: f for f in browser.wait(lambda: len(browser.files()) == 2 and browser.files(), "2 files")}
     notes_row = f'#files tr[data-id="{rows["notes.txt"]["id"]}"]'
 
-    # the shared link disappears when it stops working
-    browser.click(f"{notes_row} button.copy-link")
-    browser.wait(lambda: browser.shown("#share"), "the shared link")
-    shared = browser.el("#share-url").get_property("value")
-    assert "(3 s)" in browser.text("#share-expiry"), browser.text("#share-expiry")
-    browser.wait_status("The link to notes.txt has expired.")
-    assert not browser.shown("#share") and browser.el("#share-url").get_property("value") == ""
+    # a server that keeps links for 3 s gets the longest it allows; the shared link disappears when it stops working
+    browser.click(f"{notes_row} button.share")
+    browser.click("#share-create")  # 1 hour, the dialog's default
+    shared = browser.wait(lambda: browser.el("#share-url").get_property("value"), "the shared link")
+    assert "(3 s, the longest this server allows)" in browser.text("#share-expiry"), browser.text("#share-expiry")
+    browser.wait(lambda: browser.text("#share-expiry") ==
+                 "The link to notes.txt has expired. Create a new one if you still need it.", "the link gone")
+    assert not browser.shown("#share-url") and browser.el("#share-url").get_property("value") == ""
     assert link_path(shared).startswith("/file/link/")
+    browser.click("#share-close")
 
     # the download's anchor goes with its link; the next click asks for a new one
     first = browser.download(rows["notes.txt"]["id"])
@@ -798,7 +843,8 @@ def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, brows
     new = browser.wait(lambda: browser.js(
         "const i = document.querySelector(arguments[0]); return i && i.naturalWidth > 0 && i.src", thumb), "thumbnail")
     assert link_path(new).startswith("/file/link/") and new != old
-    assert_clean_console(browser)
+    # the dialog's first try (1 hour) is refused: the page learns the longest this server allows from it
+    assert_clean_console(browser, expected=(r"/file/\d+/link - .*status of 400",))
 
 
 def assert_fits_the_screen(browser: Browser) -> None:
@@ -841,10 +887,12 @@ def test_refused_uploads_show_the_reason_not_100_percent(make_api_server, web_or
         assert not browser.el("#upload").get_property("disabled")
         assert browser.text("#page-info") == "No files yet"
 
-    refused("too-big.bin", 2 * MIB, "larger than the limit")  # 413 file_too_large, from the form upload
-    refused("over-quota.bin", 700_000, "quota")  # 413 quota_exceeded
+    # 413 file_too_large, from the form upload, in the units people read
+    refused("too-big.bin", 2 * MIB, r"^too-big\.bin \(2\.0 MiB\) is larger than the 1\.0 MiB this server accepts for one file\.$")
+    refused("over-quota.bin", 700_000,  # 413 quota_exceeded
+            r"^over-quota\.bin \(683\.6 KiB\) does not fit in your storage: 0 B of 585\.9 KiB is in use, 585\.9 KiB is free\.$")
     # the resumable upload's refusal (over both limits: the server may name either)
-    refused("too-big-resumable.bin", 8 * MIB, "larger than the limit|quota")
+    refused("too-big-resumable.bin", 8 * MIB, r"^too-big-resumable\.bin \(8\.0 MiB\) (is larger than the 1\.0 MiB|does not fit)")
 
     # what fits is stored, and the bar moves
     (folder / "fits.bin").write_bytes(os.urandom(100_000))
@@ -1148,7 +1196,8 @@ def test_a_reload_keeps_the_session_search_sort_and_a_batch_that_tries_every_fil
     browser.el("#upload-file").send_keys("\n".join(paths))
     browser.click("#upload")
     message = browser.wait_error()
-    assert message.startswith("Uploaded 3 of 4 files. Not uploaded: too big.bin: "), message
+    assert message == ("Uploaded 3 of 4 files. Not uploaded: too big.bin (100.0 KiB) is larger than the 64.0 KiB "
+                       "this server accepts for one file."), message
     browser.wait(lambda: browser.text("#page-info") == "Page 1 of 1 · 3 files", "three files listed")
 
     browser.open(page)  # a reload: the same session, no new device
@@ -1169,3 +1218,142 @@ def test_a_reload_keeps_the_session_search_sort_and_a_batch_that_tries_every_fil
     browser.wait(lambda: [f["name"] for f in browser.files()] == ["apple notes.txt", "banana_100%.txt", "cherry.txt"],
                  "by name")
     assert_clean_console(browser, expected=(r"/file/upload - .*status of 413",))
+
+
+LAPTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+SIZES = {"1280x900": LAPTOP, "390x844": PHONE}
+
+
+def small_targets(browser: Browser) -> list[dict]:
+    """Every control on screen smaller than 44 × 44 CSS pixels (WCAG 2.5.5); a tick or a choice counts by its label."""
+    return browser.js(
+        """const bad = [];
+           const controls = 'button, select, input:not([type=checkbox]):not([type=radio]), label.pick, label.choice,'
+                          + ' .button, a[href]';
+           for (const el of document.querySelectorAll(controls)) {
+             if (el.closest('[hidden]') || el.closest('dialog:not([open])') || el.matches('.visually-hidden')) continue;
+             const r = el.getBoundingClientRect();
+             if (r.width === 0 && r.height === 0) continue;
+             if (r.width < 44 || r.height < 44) {
+               bad.push({what: el.id || el.className || el.textContent.trim(), width: r.width, height: r.height});
+             }
+           }
+           return bad;""")
+
+
+def fits_sideways(browser: Browser) -> bool:
+    return browser.js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def drop_files(browser: Browser, files: dict[str, int]) -> bool:
+    """Drops files (name → size) on the file list as a drag from the desktop would; answers whether the list
+    showed it would take them while they were dragged over it."""
+    return browser.js(
+        """const files = arguments[0];
+           const transfer = new DataTransfer();
+           for (const [name, size] of Object.entries(files)) {
+             transfer.items.add(new File([new Uint8Array(size).fill(97)], name, {type: 'text/plain'}));
+           }
+           const target = document.querySelector('#files');
+           const fire = (type) => target.dispatchEvent(
+             new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
+           fire('dragenter');
+           fire('dragover');
+           const shown = target.closest('section').classList.contains('dropping');
+           fire('drop');
+           return shown && !target.closest('section').classList.contains('dropping');""", files)
+
+
+def leaving_is_questioned(browser: Browser) -> bool:
+    """Whether leaving the page now would make the browser ask first (the page's beforeunload handler)."""
+    return browser.js(
+        "const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented")
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_field_messages_drop_speed_leaving_select_delete_share_at_both_sizes(make_api_server, web_origin, browsers,
+                                                                           tmp_path, size):
+    api = make_api_server(QUOTA_BYTES=str(3 * MIB)).url
+    browser = browsers(size)
+    browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", SIZES[size])
+    browser.open(page_url(web_origin, api))
+    browser.wait(lambda: browser.js("return document.documentElement.clientWidth") == SIZES[size]["width"], "the size")
+    phone = SIZES[size] is PHONE
+    if phone:
+        assert small_targets(browser) == []
+
+    # a message next to its field, on screen, with the focus on that field
+    browser.sign("signup", "ann@", PASSWORD)
+    browser.wait(lambda: browser.field_error("#login-id"), "a message under the login")
+    assert browser.focused() == "login-id" and browser.text("#error") == "" and fits_sideways(browser)
+    note = browser.js("const r = document.getElementById('login-id-error').getBoundingClientRect();"
+                      "return {left: r.left, right: r.right, width: r.width}")
+    assert note["width"] > 0 and note["left"] >= 0 and note["right"] <= SIZES[size]["width"], note
+    browser.sign("signup", "ann@example.com", PASSWORD)
+    browser.wait(lambda: browser.text("#whoami") == "ann@example.com", "signed up")
+
+    # files dropped on the list are uploaded
+    assert browser.text("#drop-hint") == "Choose files, or drop them anywhere on this list."
+    assert drop_files(browser, {"a.txt": 1000, "b.txt": 2000, "c.txt": 3000})
+    browser.wait(lambda: browser.text("#upload-label") == "3 uploads complete", "3 dropped files uploaded")
+    browser.wait(lambda: sorted(f["name"] for f in browser.files()) == ["a.txt", "b.txt", "c.txt"], "3 files listed")
+    assert not leaving_is_questioned(browser)
+
+    # speed and time left while a file goes up; leaving meanwhile is questioned
+    slow = tmp_path / "slow.bin"
+    slow.write_bytes(os.urandom(900_000))
+    browser.el("#upload-file").send_keys(str(slow))
+    with browser.slow_upload(bytes_per_second=150_000):
+        browser.click("#upload")
+        speed = browser.wait(lambda: re.fullmatch(r"\d+\.\d KiB/s · about \d+ s left", browser.text("#upload-speed"))
+                             and browser.text("#upload-speed"), "speed and time left")
+        kib = float(speed.split()[0])
+        assert 40 < kib < 400, speed  # about 146 KiB/s
+        assert leaving_is_questioned(browser)
+        browser.wait_status("Uploaded slow.bin", )
+    assert browser.text("#upload-speed") == "" and not leaving_is_questioned(browser)
+
+    # tick two files, delete them with one confirmation
+    rows = {f["name"]: f for f in browser.wait(lambda: len(browser.files()) == 4 and browser.files(), "4 files")}
+    assert browser.el("#delete-selected").get_property("disabled")
+    for name in ("a.txt", "c.txt"):
+        browser.click(f'#files tr[data-id="{rows[name]["id"]}"] label.pick')
+    assert browser.text("#delete-selected") == "Delete 2 selected"
+    assert browser.js("return document.getElementById('select-all').indeterminate")
+    browser.click("#delete-selected")
+    browser.wait(lambda: alert_open(browser), "the confirmation")
+    assert browser.driver.switch_to.alert.text == "Delete these 2 files? This cannot be undone."
+    browser.driver.switch_to.alert.accept()
+    browser.wait_status("Deleted 2 files.")
+    browser.wait(lambda: sorted(f["name"] for f in browser.files()) == ["b.txt", "slow.bin"], "2 files left")
+    assert browser.text("#delete-selected") == "Delete selected" and browser.el("#delete-selected").get_property("disabled")
+    browser.click("label.pick[for=select-all]")
+    assert browser.text("#delete-selected") == "Delete 2 selected"
+    browser.click("label.pick[for=select-all]")
+    assert browser.text("#delete-selected") == "Delete selected"
+
+    # the sharing dialog: a day-long download link, on screen at this size
+    browser.click(f'#files tr[data-id="{rows["slow.bin"]["id"]}"] button.share')
+    browser.wait(lambda: browser.js("return document.getElementById('share').open"), "the sharing dialog")
+    assert browser.el("#share-inline").get_property("disabled")  # a .bin is never shown inline
+    assert browser.shown("#share-inline-hint")
+    browser.choose("#share-expires", "1 day")
+    browser.click("#share-create")
+    shared = browser.wait(lambda: browser.el("#share-url").get_property("value"), "the link")
+    assert "can download slow.bin until" in browser.text("#share-expiry") and "(1 day)" in browser.text("#share-expiry")
+    box = browser.js("const r = document.getElementById('share').getBoundingClientRect();"
+                     "return {left: r.left, right: r.right, bottom: r.bottom}")
+    assert box["left"] >= 0 and box["right"] <= SIZES[size]["width"] and box["bottom"] <= SIZES[size]["height"], box
+    if phone:
+        assert small_targets(browser) == []
+    with urllib.request.urlopen(shared, timeout=10) as answer:
+        assert answer.read() == slow.read_bytes()
+        assert answer.headers["Content-Disposition"].startswith("attachment")
+    browser.click("#share-close")
+    browser.wait(lambda: not browser.js("return document.getElementById('share').open"), "the dialog closed")
+
+    assert fits_sideways(browser)
+    if phone:
+        assert small_targets(browser) == []
+    browser.error_free()
+    assert_clean_console(browser, expected=(r"/signup - .*status of 400",))  # the login refused on purpose

@@ -4,11 +4,13 @@
 import { createPasskey, getPasskey } from "./webauthn.js";
 
 export class ApiError extends Error {
-  constructor(status, code, message, details = null) {
+  // `retryAfter`: seconds, from a 429's Retry-After
+  constructor(status, code, message, details = null, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -183,9 +185,11 @@ export class Api {
 
   // A short-lived URL for the file that needs no Authorization header (SPEC §7): for <a href>,
   // <img src> and players. `disposition` is "attachment" (download) or "inline" (show).
-  link(id, disposition = "attachment") {
+  // `expiresIn`: seconds (1 to the server's LINK_MAX_TTL); left out, the server's default (300).
+  link(id, disposition = "attachment", expiresIn = undefined) {
     const path = `/file/${encodeURIComponent(id)}/link`;
-    return this.#authorized((token) => this.#request("POST", path, { token, json: { disposition } }));
+    const json = expiresIn === undefined ? { disposition } : { disposition, expires_in: expiresIn };
+    return this.#authorized((token) => this.#request("POST", path, { token, json }));
   }
 
   usage() {
@@ -379,8 +383,7 @@ function unwrap(status, envelope, retryAfter) {
   if (ok && envelope && envelope.error === null) return envelope.data;
   const error = envelope && envelope.error;
   if (error && error.message) {
-    const wait = status === 429 && retryAfter ? ` Try again in ${retryAfter} s.` : "";
-    throw new ApiError(status, error.code, error.message + wait, error.details || null);
+    throw new ApiError(status, error.code, error.message, error.details || null, retryAfter);
   }
   throw new ApiError(status, "bad_response", `Unexpected answer from the API (HTTP ${status}).`);
 }

@@ -1,6 +1,7 @@
 import { Api, ApiError } from "./api.js";
 import { RESUMABLE_FROM, ResumableUpload, unfinishedUploads } from "./resumable.js";
 import { setupSecurity } from "./security.js";
+import { duration, explain, humanSize } from "./words.js";
 
 const DEFAULT_API = "http://localhost:3000";
 const API_KEY = "files.api";
@@ -28,10 +29,10 @@ const ui = {
   usage: $("usage"),
   usageBar: $("usage-bar"),
   usageText: $("usage-text"),
-  share: $("share"),
-  shareName: $("share-name"),
-  shareUrl: $("share-url"),
-  shareExpiry: $("share-expiry"),
+  selectAll: $("select-all"),
+  deleteSelected: $("delete-selected"),
+  filesCard: $("files").closest("section"),
+  speed: $("upload-speed"),
   progress: $("upload-progress"),
   percent: $("upload-percent"),
   uploadLabel: $("upload-label"),
@@ -45,8 +46,9 @@ const ui = {
   sort: $("sort"),
 };
 
-// `upload`: the resumable upload in progress, if any; `shareTimer`: hides the shared link at its expiry.
-const state = { page: 1, pages: 0, login: null, upload: null, shareTimer: null };
+// `upload`: the resumable upload in progress, if any; `uploading`: files are being sent (leaving would stop them);
+// `selected`: ids of the files ticked on this page; `longestLink`: the server's LINK_MAX_TTL, once it refused a longer link.
+const state = { page: 1, pages: 0, login: null, upload: null, uploading: false, selected: new Set(), longestLink: null };
 const api = new Api(initialApiBase());
 const security = setupSecurity({ api, run, say, fail, signedIn: (tokens, message) => enter(tokens, message) });
 
@@ -59,26 +61,72 @@ function say(text) {
 
 const SIGNED_OUT = new Set(["invalid_token", "invalid_refresh_token", "token_expired"]);
 
-function fail(error) {
-  let text = error instanceof Error ? error.message : String(error);
-  if (error instanceof ApiError && SIGNED_OUT.has(error.code) && !api.signedIn) {
-    text = text.replace(/\.?$/, ". Sign in again.");
-  }
+// A failure in people's words: next to the fields of `form` it is about (if any), else in the error area.
+function fail(error, form = null) {
+  const { text, fields } = explain(error);
   ui.status.textContent = "";
-  ui.error.textContent = text;
+  if (form && markFields(form, fields)) {
+    ui.error.textContent = "";
+    return;
+  }
+  const signedOut = error instanceof ApiError && SIGNED_OUT.has(error.code) && !api.signedIn;
+  ui.error.textContent = signedOut ? text.replace(/\.?$/, ". Sign in again.") : text;
 }
 
-// Runs an action with its button disabled, reporting any failure in the error area.
-async function run(button, action) {
+// Runs an action with its button disabled, reporting any failure (next to the fields of `form`, if given).
+async function run(button, action, form = null) {
   if (button) button.disabled = true;
+  if (form) clearFields(form);
   try {
     await action();
   } catch (error) {
-    fail(error);
+    fail(error, form);
   } finally {
     if (button) button.disabled = false;
   }
 }
+
+// --- messages next to their fields ----------------------------------------------
+
+// Puts each field's words right under it (aria-invalid, and read out with the field through
+// aria-describedby) and moves the focus to the first; answers whether any field of `form` matched.
+function markFields(form, fields) {
+  clearFields(form);
+  let first = null;
+  for (const [name, words] of Object.entries(fields)) {
+    const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+    if (!input || input.closest("[hidden]")) continue;
+    const note = document.createElement("p");
+    note.className = "field-error";
+    note.id = `${input.id}-error`;
+    note.textContent = words;
+    input.dataset.hint ??= input.getAttribute("aria-describedby") || "";
+    input.setAttribute("aria-describedby", `${note.id} ${input.dataset.hint}`.trim());
+    input.setAttribute("aria-invalid", "true");
+    const row = input.parentElement.classList.contains("inline") ? input.parentElement : input;
+    row.after(note);
+    first ??= input;
+  }
+  first?.focus();
+  return first !== null;
+}
+
+function clearField(input) {
+  if (input.getAttribute("aria-invalid") !== "true") return;
+  document.getElementById(`${input.id}-error`)?.remove();
+  input.removeAttribute("aria-invalid");
+  if (input.dataset.hint) input.setAttribute("aria-describedby", input.dataset.hint);
+  else input.removeAttribute("aria-describedby");
+}
+
+function clearFields(form) {
+  form.querySelectorAll("[aria-invalid=true]").forEach(clearField);
+}
+
+// Typing in a field takes its message away.
+document.addEventListener("input", (event) => {
+  if (event.target instanceof HTMLElement && event.target.matches("[aria-invalid=true]")) clearField(event.target);
+});
 
 // --- API address ------------------------------------------------------------
 
@@ -99,6 +147,7 @@ ui.apiForm.addEventListener("submit", (event) => {
   }
   api.base = ui.apiBase.value;
   ui.apiBase.value = api.base;
+  state.longestLink = null;
   localStorage.setItem(API_KEY, api.base);
   say(`Using the API at ${api.base}.`);
 });
@@ -127,7 +176,7 @@ function showSignedOut() {
   if (state.upload) {
     state.upload.stop(`The upload of ${state.upload.file.name} stopped at sign-out; sign in and choose the same file to continue.`);
   }
-  hideShare();
+  if (share.dialog.open) share.dialog.close();
   security.reset();
   showUsage(null);
   resetProgress();
@@ -144,8 +193,11 @@ ui.authForm.addEventListener("submit", (event) => {
   const signingUp = event.submitter && event.submitter.value === "signup";
   const id = ui.loginId.value.trim();
   const password = ui.password.value;
-  if (!id || !password) {
-    fail(new Error("Enter your email or phone and your password."));
+  const missing = {};
+  if (!id) missing.id = "Enter your email address or phone number.";
+  if (!password) missing.password = signingUp ? "Choose a password of 8 to 128 characters." : "Enter your password.";
+  if (markFields(ui.authForm, missing)) {
+    say("");
     return;
   }
   run(event.submitter, async () => {
@@ -157,7 +209,7 @@ ui.authForm.addEventListener("submit", (event) => {
       throw error;
     }
     await enter(tokens, signingUp ? `Welcome, ${tokens.id}. Your account is ready.` : `Signed in as ${tokens.id}.`);
-  });
+  }, ui.authForm);
 });
 
 $("logout").addEventListener("click", (event) => {
@@ -258,10 +310,10 @@ lifecycle.resetForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const password = lifecycle.resetPassword.value;
   const code = lifecycle.resetCode.value.trim();
-  if (!password || (!resetToken && !/^[0-9]{6}$/.test(code))) {
-    fail(new Error(resetToken ? "Enter a new password." : "Enter the 6-digit code and a new password."));
-    return;
-  }
+  const missing = {};
+  if (!resetToken && !/^[0-9]{6}$/.test(code)) missing.code = "Enter the 6-digit code from the message.";
+  if (!password) missing.password = "Choose a new password of 8 to 128 characters.";
+  if (markFields(lifecycle.resetForm, missing)) return;
   run(event.submitter, async () => {
     const proof = resetToken ? { token: resetToken } : { id: ui.loginId.value.trim(), code };
     const tokens = await api.resetPassword(proof, password);
@@ -272,7 +324,7 @@ lifecycle.resetForm.addEventListener("submit", (event) => {
     showSignedIn(tokens.id);
     say("Your new password is set; every other device was signed out.");
     await loadAll();
-  });
+  }, lifecycle.resetForm);
 });
 
 $("reset-cancel").addEventListener("click", () => {
@@ -284,8 +336,7 @@ $("reset-cancel").addEventListener("click", () => {
 lifecycle.verifyBanner.addEventListener("submit", (event) => {
   event.preventDefault();
   const code = lifecycle.verifyCode.value.trim();
-  if (!/^[0-9]{6}$/.test(code)) {
-    fail(new Error("Enter the 6-digit code from the message."));
+  if (markFields(lifecycle.verifyBanner, /^[0-9]{6}$/.test(code) ? {} : { code: "Enter the 6-digit code from the message." })) {
     return;
   }
   run(event.submitter, async () => {
@@ -293,7 +344,7 @@ lifecycle.verifyBanner.addEventListener("submit", (event) => {
     lifecycle.verifyCode.value = "";
     lifecycle.verifyBanner.hidden = true;
     say(`${done.id} is confirmed.`);
-  });
+  }, lifecycle.verifyBanner);
 });
 
 $("verify-resend").addEventListener("click", (event) => {
@@ -321,8 +372,7 @@ lifecycle.exportButton.addEventListener("click", (event) => {
 lifecycle.deleteForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const password = lifecycle.deletePassword.value;
-  if (!password) {
-    fail(new Error("Enter your password to delete your account."));
+  if (markFields(lifecycle.deleteForm, password ? {} : { current_password: "Enter your password to delete your account." })) {
     return;
   }
   if (!confirm("Delete your account and every file in it? This cannot be undone.")) return;
@@ -332,7 +382,7 @@ lifecycle.deleteForm.addEventListener("submit", (event) => {
     $("delete-code").value = "";
     showSignedOut();
     say(`The account ${gone.id} and all its files are deleted.`);
-  });
+  }, lifecycle.deleteForm);
 });
 
 // Opened from a message's link: ?verify=… is confirmed at once, ?reset=… asks for the new password.
@@ -394,7 +444,10 @@ async function loadFiles() {
 
 // Every render asks for new links (thumbnails): a link is never kept past its expiry.
 function renderFiles({ items, page, pages, total }) {
+  const shown = new Set(items.map((file) => file.id));
+  for (const id of state.selected) if (!shown.has(id)) state.selected.delete(id);
   ui.files.replaceChildren(...items.map(fileRow));
+  showSelection();
   const searched = ui.search.value.trim();
   const none = searched ? `No file names contain “${searched}”` : "No files yet";
   ui.pageInfo.textContent =
@@ -415,6 +468,25 @@ const OPENABLE = /^(image\/(?!svg)|application\/pdf$|text\/plain$)/;
 function fileRow(file) {
   const row = document.createElement("tr");
   row.dataset.id = String(file.id);
+
+  // a tick for "Delete selected"; its label is the touch target
+  const pick = document.createElement("td");
+  pick.className = "pick-cell";
+  const tick = document.createElement("label");
+  tick.className = "pick";
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "select";
+  box.setAttribute("aria-label", `Select ${file.name}`);
+  box.checked = state.selected.has(file.id);
+  box.addEventListener("change", () => {
+    if (box.checked) state.selected.add(file.id);
+    else state.selected.delete(file.id);
+    showSelection();
+  });
+  tick.append(box);
+  pick.append(tick);
+  row.append(pick);
 
   // name cell: thumbnail, name, type underneath (and the player, when one is open)
   const name = document.createElement("td");
@@ -458,8 +530,8 @@ function fileRow(file) {
     buttons.append(open);
   }
 
-  const share = button("Copy link", `Copy a link to ${file.name}`, "copy-link");
-  share.addEventListener("click", () => run(share, () => shareLink(file)));
+  const share = button("Share", `Share ${file.name}`, "share");
+  share.addEventListener("click", () => openShare(file));
 
   // a real file input inside a label, so Replace works with the keyboard and screen readers
   const replace = document.createElement("label");
@@ -583,37 +655,113 @@ async function togglePlayer(file, container, toggle) {
   toggle.textContent = "Close player";
 }
 
-async function shareLink(file) {
-  const link = await api.link(file.id, "attachment");
-  const wait = untilExpiry(link);
-  const until = clock(new Date(Date.now() + wait));
-  ui.shareName.textContent = file.name;
-  ui.shareUrl.value = link.url;
-  ui.shareExpiry.textContent =
-    `Anyone with this link can download the file until ${until} (${duration(link.expires_in)}); ` +
-    "after that it stops working.";
-  ui.share.hidden = false;
-  clearTimeout(state.shareTimer);
-  state.shareTimer = setTimeout(() => {
-    hideShare();
-    say(`The link to ${file.name} has expired.`);
-  }, wait);
-  try {
-    await navigator.clipboard.writeText(link.url);
-    say(`Copied a link to ${file.name}; it expires at ${until}.`);
-  } catch {
-    // no clipboard access here (an insecure origin, or the page lost focus): copy it by hand
-    ui.shareUrl.focus();
-    ui.shareUrl.select();
-    say(`A link to ${file.name} is below; it expires at ${until}.`);
-  }
+// --- sharing: a link with the expiry and the kind (download or view) the person chooses ----
+
+const share = {
+  dialog: $("share"),
+  form: $("share-form"),
+  name: $("share-name"),
+  inline: $("share-inline"),
+  inlineHint: $("share-inline-hint"),
+  expires: $("share-expires"),
+  create: $("share-create"),
+  result: $("share-result"),
+  url: $("share-url"),
+  copy: $("share-copy"),
+  expiry: $("share-expiry"),
+  file: null,
+  timer: null,
+};
+
+function openShare(file) {
+  share.file = file;
+  share.name.textContent = `“${file.name}”`;
+  const viewable = OPENABLE.test(file.mime_type) || PLAYABLE.test(file.mime_type);
+  share.inline.disabled = !viewable;
+  share.inlineHint.hidden = viewable;
+  if (!viewable) share.form.elements.disposition.value = "attachment";
+  forgetSharedLink();
+  clearFields(share.form);
+  share.dialog.showModal();
 }
 
-function hideShare() {
-  clearTimeout(state.shareTimer);
-  ui.share.hidden = true;
-  ui.shareUrl.value = "";
+function forgetSharedLink() {
+  clearTimeout(share.timer);
+  share.result.hidden = true;
+  share.url.value = "";
+  share.expiry.textContent = "";
 }
+
+// The longest a server keeps links (LINK_MAX_TTL), read from its refusal of a longer one.
+function longestLink(error) {
+  const reason = error instanceof ApiError && error.details?.fields?.expires_in;
+  const limit = reason && Number(String(reason).match(/to (\d+)$/)?.[1]);
+  return limit > 0 ? limit : null;
+}
+
+share.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const file = share.file;
+  const disposition = share.form.elements.disposition.value;
+  clearFields(share.form);
+  share.create.disabled = true;
+  (async () => {
+    let wanted = Math.min(Number(share.expires.value), state.longestLink ?? Infinity);
+    let link;
+    try {
+      link = await api.link(file.id, disposition, wanted);
+    } catch (error) {
+      const longest = longestLink(error);
+      if (longest === null) throw error;
+      wanted = state.longestLink = longest; // this server keeps links for less: the longest it allows
+      link = await api.link(file.id, disposition, wanted);
+    }
+    showSharedLink(file, link, wanted < Number(share.expires.value));
+  })()
+    .catch((error) => markFields(share.form, { expires_in: explain(error).text }))
+    .finally(() => {
+      share.create.disabled = false;
+    });
+});
+
+function showSharedLink(file, link, shortened) {
+  forgetSharedLink();
+  const wait = untilExpiry(link);
+  const what = link.disposition === "inline" ? "view" : "download";
+  const end = new Date(Date.now() + wait);
+  share.url.value = link.url;
+  share.expiry.textContent =
+    `Anyone with this link can ${what} ${file.name} until ${wait > 43_200_000 ? localTime(end) : clock(end)} ` +
+    `(${duration(link.expires_in)}${shortened ? ", the longest this server allows" : ""}); after that it stops working.`;
+  share.result.hidden = false;
+  share.url.focus();
+  share.url.select();
+  share.timer = setTimeout(() => {
+    forgetSharedLink();
+    share.expiry.textContent = `The link to ${file.name} has expired. Create a new one if you still need it.`;
+    share.result.hidden = false;
+    share.url.closest(".inline").hidden = true;
+  }, wait);
+  share.url.closest(".inline").hidden = false;
+}
+
+share.copy.addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(share.url.value);
+    share.copy.textContent = "Copied";
+  } catch {
+    // no clipboard here (an insecure origin, or no permission): the link is selected for Ctrl+C / ⌘C
+    share.url.focus();
+    share.url.select();
+    share.copy.textContent = "Press Ctrl+C";
+  }
+  setTimeout(() => {
+    share.copy.textContent = "Copy";
+  }, 2500);
+});
+
+$("share-close").addEventListener("click", () => share.dialog.close());
+share.dialog.addEventListener("close", forgetSharedLink);
 
 // Milliseconds this link has left, by this browser's clock: expires_in counts from the moment
 // the server issued it, so a second is taken off for the trip.
@@ -662,8 +810,10 @@ async function uploadFiles(files) {
         done += 1;
         say(`Uploaded ${stored.name} (${humanSize(stored.size)}).`);
       } catch (error) {
-        if (files.length === 1 || (error instanceof ApiError && CANCELLED.has(error.code))) throw error;
-        refused.push(`${file.name}: ${error.message}`);
+        if (files.length === 1 || (error instanceof ApiError && CANCELLED.has(error.code))) {
+          throw explained(error, file);
+        }
+        refused.push(explain(error, { file }).text);
       }
     }
   } finally {
@@ -678,6 +828,11 @@ async function uploadFiles(files) {
   }
   ui.uploadLabel.textContent = done === 1 ? "Upload complete" : `${done} uploads complete`;
   if (done > 1) say(`Uploaded ${done} files.`);
+}
+
+// An upload's failure in words that name the file and its size.
+function explained(error, file) {
+  return error instanceof ApiError && !CANCELLED.has(error.code) ? new Error(explain(error, { file }).text) : error;
 }
 
 // The person stopped the batch: the files after it are not tried.
@@ -778,11 +933,14 @@ async function showUnfinished() {
 async function replaceFile(file, chosen) {
   ui.uploadLabel.textContent = `Replacing ${file.name} with ${chosen.name}`;
   let stored;
+  state.uploading = true;
   try {
     stored = await api.replace(file.id, chosen, showProgress);
   } catch (error) {
     uploadFailed(chosen);
-    throw error;
+    throw explained(error, chosen);
+  } finally {
+    state.uploading = false;
   }
   ui.uploadLabel.textContent = "Replace complete";
   say(`Replaced ${file.name} with ${stored.name} (${humanSize(stored.size)}).`);
@@ -791,26 +949,92 @@ async function replaceFile(file, chosen) {
 
 async function deleteFile(file) {
   await api.deleteFile(file.id);
+  state.selected.delete(file.id);
   say(`Deleted ${file.name}.`);
   await Promise.all([loadFiles(), loadUsage()]);
 }
+
+// --- several files at once ------------------------------------------------------
+
+function showSelection() {
+  const boxes = [...ui.files.querySelectorAll("input.select")];
+  const count = state.selected.size;
+  ui.deleteSelected.disabled = count === 0;
+  ui.deleteSelected.textContent = count === 0 ? "Delete selected" : `Delete ${count} selected`;
+  ui.selectAll.checked = boxes.length > 0 && count === boxes.length;
+  ui.selectAll.indeterminate = count > 0 && count < boxes.length;
+  ui.selectAll.disabled = boxes.length === 0;
+}
+
+ui.selectAll.addEventListener("change", () => {
+  for (const box of ui.files.querySelectorAll("input.select")) {
+    box.checked = ui.selectAll.checked;
+    const id = Number(box.closest("tr").dataset.id);
+    if (box.checked) state.selected.add(id);
+    else state.selected.delete(id);
+  }
+  showSelection();
+});
+
+// One confirmation for all of them; each is deleted on its own, so one that fails (already gone
+// elsewhere) does not keep the others.
+ui.deleteSelected.addEventListener("click", () => {
+  const ids = [...state.selected];
+  if (ids.length === 0) return;
+  const names = ids.map((id) => ui.files.querySelector(`tr[data-id="${id}"] .file-name`)?.textContent ?? `#${id}`);
+  const what = ids.length === 1 ? `“${names[0]}”` : `these ${ids.length} files`;
+  if (!confirm(`Delete ${what}? This cannot be undone.`)) return;
+  ui.deleteSelected.disabled = true; // until the list is loaded again (showSelection)
+  run(null, async () => {
+    const results = await Promise.allSettled(ids.map((id) => api.deleteFile(id)));
+    const failed = results.flatMap((result, index) =>
+      result.status === "rejected" && result.reason?.code !== "not_found"
+        ? [`${names[index]}: ${explain(result.reason).text}`] : []);
+    state.selected.clear();
+    showSelection();
+    await Promise.all([loadFiles(), loadUsage()]);
+    if (failed.length > 0) throw new Error(`Deleted ${ids.length - failed.length} of ${ids.length}. Not deleted: ${failed.join("; ")}`);
+    say(ids.length === 1 ? `Deleted ${names[0]}.` : `Deleted ${ids.length} files.`);
+  });
+});
+
+// Speed over the last few seconds of progress (a moving window, so a pause or a burst soon stops
+// counting), and the time left at that speed.
+const SPEED_WINDOW_MS = 4000;
+let samples = [];
 
 function showProgress(loaded, total) {
   const percent = total > 0 ? Math.floor((loaded / total) * 100) : 100;
   ui.progress.value = percent;
   ui.percent.textContent = `${percent} %`;
+  const now = performance.now();
+  if (samples.length > 0 && loaded < samples[samples.length - 1].loaded) samples = []; // the next file
+  samples.push({ at: now, loaded });
+  while (samples.length > 2 && now - samples[0].at > SPEED_WINDOW_MS) samples.shift();
+  const first = samples[0];
+  const seconds = (now - first.at) / 1000;
+  if (loaded >= total) {
+    ui.speed.textContent = "";
+  } else if (seconds >= 0.5 && loaded > first.loaded) {
+    const speed = (loaded - first.loaded) / seconds;
+    ui.speed.textContent = `${humanSize(Math.round(speed))}/s · about ${duration((total - loaded) / speed)} left`;
+  }
 }
 
 function resetProgress() {
   ui.progress.value = 0;
   ui.percent.textContent = "0 %";
   ui.uploadLabel.textContent = "No upload yet";
+  ui.speed.textContent = "";
+  samples = [];
 }
 
 // A refused or failed upload stored nothing: the bar goes back to empty, the error area says why.
 function uploadFailed(file) {
   ui.progress.value = 0;
   ui.percent.textContent = "0 %";
+  ui.speed.textContent = "";
+  samples = [];
   ui.uploadLabel.textContent = `Not uploaded: ${file.name}`;
 }
 
@@ -818,18 +1042,73 @@ ui.uploadForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const files = [...ui.uploadFile.files];
   if (files.length === 0) {
-    fail(new Error("Choose a file to upload."));
+    markFields(ui.uploadForm, { file: "Choose a file to upload, or drop files on the list." });
+    return;
+  }
+  startUploads(files);
+});
+
+function startUploads(files) {
+  if (state.uploading) {
+    fail(new Error("An upload is still running; drop or choose the next files when it has finished."));
     return;
   }
   say(""); // an earlier failure is not this upload's
+  clearFields(ui.uploadForm);
+  state.uploading = true;
   run(ui.uploadButton, async () => {
     try {
       await uploadFiles(files);
     } finally {
+      state.uploading = false;
       ui.uploadForm.reset();
       await showUnfinished();
     }
   });
+}
+
+// Files dropped anywhere on the files card are uploaded like chosen ones; a drop elsewhere on the page
+// is ignored rather than letting the browser leave the page to show the file.
+function dragsFiles(event) {
+  return event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+}
+
+let dragDepth = 0; // dragenter/dragleave fire for every child crossed
+ui.filesCard.addEventListener("dragenter", (event) => {
+  if (!dragsFiles(event)) return;
+  dragDepth += 1;
+  ui.filesCard.classList.add("dropping");
+});
+ui.filesCard.addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) ui.filesCard.classList.remove("dropping");
+});
+for (const target of [window, ui.filesCard]) {
+  target.addEventListener("dragover", (event) => {
+    if (!dragsFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = target === window ? "none" : "copy";
+  });
+}
+window.addEventListener("drop", (event) => {
+  if (dragsFiles(event)) event.preventDefault();
+});
+ui.filesCard.addEventListener("drop", (event) => {
+  if (!dragsFiles(event)) return;
+  event.preventDefault();
+  event.stopPropagation();
+  dragDepth = 0;
+  ui.filesCard.classList.remove("dropping");
+  const files = [...event.dataTransfer.files];
+  if (files.length > 0) startUploads(files);
+});
+
+// Leaving or reloading the page mid-upload stops it (a resumable one can go on later, a plain one is lost):
+// the browser asks first.
+window.addEventListener("beforeunload", (event) => {
+  if (!state.uploading) return;
+  event.preventDefault();
+  event.returnValue = ""; // older browsers ask only when this is set
 });
 
 // Searching waits for a pause in typing; each new search or order starts at page 1.
@@ -949,29 +1228,11 @@ function button(text, label, className) {
   return b;
 }
 
-function humanSize(bytes) {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = -1;
-  do {
-    value /= 1024;
-    unit += 1;
-  } while (value >= 1024 && unit < units.length - 1);
-  return `${value.toFixed(1)} ${units[unit]}`;
-}
-
 const TIME_FORMAT = { dateStyle: "medium", timeStyle: "short" };
 const CLOCK_FORMAT = { hour: "2-digit", minute: "2-digit", second: "2-digit" };
 
 function clock(moment) {
   return moment.toLocaleTimeString(undefined, CLOCK_FORMAT);
-}
-
-function duration(seconds) {
-  if (seconds < 120) return `${seconds} s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
-  return `${Math.round(seconds / 3600)} h`;
 }
 
 function localTime(iso) {
