@@ -86,6 +86,11 @@ def on_starting(server):
 
 
 def when_ready(server):
+    # gunicorn's "Listening at:" line is for operators (every socket, the master's pid); this one names the
+    # address to open, the first bound (the service's own; METRICS_PORT's comes second).
+    url = listeners.browsable_url(server.cfg.address[0]) if server.cfg.address else None
+    if url:
+        server.log.info("filesvc is serving %s (API docs: %s/docs)", url, url)
     if not server.cfg.preload_app:
         # The master loads the app's modules without building the app (no database pool, no thread): the
         # workers fork with them loaded and share their pages instead of each holding its own copy.

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_gunicorn, stop_gunicorn
+
 ROOT = Path(__file__).resolve().parent.parent
 # Everything gunicorn.conf.py reads, so the developer's own environment cannot leak into these tests.
 SERVER_SETTINGS = ("HOST", "PORT", "WEB_CONCURRENCY", "WORKER_CONNECTIONS", "HEADER_TIMEOUT", "KEEPALIVE_TIMEOUT", "BODY_TIMEOUT", "GUNICORN_TIMEOUT",
@@ -118,3 +120,17 @@ def test_test_targets_add_dev_packages(target):
 
 def test_make_web_takes_the_api_address():
     assert "http://localhost:8080/?api=http://127.0.0.1:3901" in make_dry_run("web", "API_URL=http://127.0.0.1:3901")
+
+
+def test_the_start_up_log_names_the_address_to_open(tmp_path):
+    """`make run`'s log says where the server is: gunicorn's own line would name no address, since the
+    master makes a socket per worker itself (app/server/listeners.py)."""
+    server = start_gunicorn({"DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}", "LOG_LEVEL": "info",
+                             "LOG_FORMAT": "text", "METRICS_PORT": "", "GUNICORN_REUSE_PORT": "true"}, tmp_path)
+    try:
+        url = server.url  # http://127.0.0.1:<port>
+        log = server.log()
+        assert f"Listening at: {url} (2 sockets, one per worker; master {server.process.pid})" in log, log
+        assert f"filesvc is serving {url} (API docs: {url}/docs)" in log, log
+    finally:
+        stop_gunicorn(server)

@@ -35,6 +35,20 @@ def _name_the_addresses(record: logging.LogRecord) -> bool:
     return True
 
 
+def browsable_url(address) -> str | None:
+    """The URL a person on this machine opens for a bound address: `('127.0.0.1', 3000)` gives
+    `http://127.0.0.1:3000`; an address that means every interface (`0.0.0.0`, `::`) gives `localhost`,
+    since a browser cannot open "any"; a unix socket or an inherited descriptor gives None."""
+    if not isinstance(address, tuple):
+        return None
+    host, port = address[0], address[1]
+    if host in ("", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def choose_slot(workers: Iterable[Any], worker: Any) -> None:
     """In the master, before forking `worker`: the slot the fewest running workers use."""
     global _chosen
