@@ -1155,7 +1155,13 @@ def test_an_authenticator_app_recovery_codes_and_a_passkey_in_the_page(make_api_
     browser.sign("signin", login, PASSWORD)
     browser.wait(lambda: browser.shown("#mfa-form") and not browser.shown("#auth-form"), "the second step")
     assert browser.shown("#mfa-passkey")
+    browser.fill("#mfa-code", "000000" if totp.now() != "000000" else "111111")  # a wrong code: said under the field
+    browser.click("#mfa-submit")
+    browser.wait(lambda: browser.field_error("#mfa-code") == "This code is wrong, has expired or was already used.",
+                 "the wrong code said under its field")
+    assert browser.focused() == "mfa-code" and browser.text("#error") == ""
     browser.fill("#mfa-code", totp.at(time.time() + 30))  # the confirmation's code was used up
+    assert browser.field_error("#mfa-code") is None
     browser.click("#mfa-submit")
     browser.wait_status(f"Signed in as {login}.")
 
@@ -1173,11 +1179,17 @@ def test_an_authenticator_app_recovery_codes_and_a_passkey_in_the_page(make_api_
     browser.wait_status(f"Signed in as {login} with a passkey.")
     assert browser.text("#whoami") == login
 
-    browser.fill("#totp-off-password", PASSWORD)
+    browser.click("#totp-off-submit")  # nothing typed: each field says what it needs
+    assert browser.field_error("#totp-off-password") == "Enter your password."
+    assert browser.field_error("#totp-off-code") == "Enter a code from the app, or a recovery code."
+    browser.fill("#totp-off-password", "not my password at all")
     browser.fill("#totp-off-code", codes[1])
     browser.click("#totp-off-submit")
+    browser.wait(lambda: browser.field_error("#totp-off-password") == "This is not your password.", "a wrong password")
+    browser.fill("#totp-off-password", PASSWORD)
+    browser.click("#totp-off-submit")
     browser.wait_status("The authenticator app is off")
-    assert_clean_console(browser, expected=(r"/signin - .*status of 401",))
+    assert_clean_console(browser, expected=(r"/signin(/mfa)? - .*status of 401", r"/mfa/totp - .*status of 403"))
 
 
 def test_a_reload_keeps_the_session_search_sort_and_a_batch_that_tries_every_file(make_api_server, web_origin,

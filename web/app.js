@@ -50,7 +50,7 @@ const ui = {
 // `selected`: ids of the files ticked on this page; `longestLink`: the server's LINK_MAX_TTL, once it refused a longer link.
 const state = { page: 1, pages: 0, login: null, upload: null, uploading: false, selected: new Set(), longestLink: null };
 const api = new Api(initialApiBase());
-const security = setupSecurity({ api, run, say, fail, signedIn: (tokens, message) => enter(tokens, message) });
+const security = setupSecurity({ api, run, say, markFields, signedIn: (tokens, message) => enter(tokens, message) });
 
 // --- messages ---------------------------------------------------------------
 

@@ -23,7 +23,7 @@ function passkeyError(error) {
   return new Error(`The browser could not use a passkey: ${error && error.message ? error.message : error}`);
 }
 
-export function setupSecurity({ api, run, say, fail, signedIn }) {
+export function setupSecurity({ api, run, say, markFields, signedIn }) {
   const ui = {
     authForm: $("auth-form"),
     loginId: $("login-id"),
@@ -77,7 +77,7 @@ export function setupSecurity({ api, run, say, fail, signedIn }) {
     event.preventDefault();
     const typed = ui.mfaCode.value.trim();
     if (!typed) {
-      fail(new Error("Enter the code from your authenticator app, or a recovery code."));
+      markFields(ui.mfaForm, { code: "Enter the code from your authenticator app, or a recovery code." });
       return;
     }
     run(event.submitter, async () => {
@@ -87,14 +87,9 @@ export function setupSecurity({ api, run, say, fail, signedIn }) {
         await signedIn(tokens, `Signed in as ${tokens.id}.`);
       } catch (error) {
         ui.mfaCode.value = "";
-        ui.mfaCode.focus();
         throw error;
       }
-    });
-  });
-
-  ui.mfaCode.addEventListener("input", () => {
-    ui.mfaCode.setAttribute("aria-invalid", "false");
+    }, ui.mfaForm);
   });
 
   $("mfa-cancel").addEventListener("click", () => {
@@ -153,7 +148,7 @@ export function setupSecurity({ api, run, say, fail, signedIn }) {
     event.preventDefault();
     const second = secondFactorOf(ui.totpCode.value);
     if (!second.code) {
-      fail(new Error("Enter the 6 digits your authenticator app shows."));
+      markFields(ui.totpEnrol, { code: "Enter the 6 digits your authenticator app shows." });
       return;
     }
     run(event.submitter, async () => {
@@ -169,7 +164,7 @@ export function setupSecurity({ api, run, say, fail, signedIn }) {
       ui.recovery.hidden = false;
       say("The authenticator app is on. Save your recovery codes now.");
       await load();
-    });
+    }, ui.totpEnrol);
   });
 
   $("recovery-done").addEventListener("click", () => {
@@ -181,17 +176,17 @@ export function setupSecurity({ api, run, say, fail, signedIn }) {
     event.preventDefault();
     const password = ui.totpOffPassword.value;
     const typed = ui.totpOffCode.value.trim();
-    if (!password || !typed) {
-      fail(new Error("Enter your password and a code (or a recovery code) to turn the app off."));
-      return;
-    }
+    const missing = {};
+    if (!password) missing.current_password = "Enter your password.";
+    if (!typed) missing.code = "Enter a code from the app, or a recovery code.";
+    if (markFields(ui.totpOff, missing)) return;
     run(event.submitter, async () => {
       await api.disableTotp(password, secondFactorOf(typed));
       ui.totpOffPassword.value = "";
       ui.totpOffCode.value = "";
       say("The authenticator app is off; its recovery codes no longer work.");
       await load();
-    });
+    }, ui.totpOff);
   });
 
   // --- passkeys ----------------------------------------------------------------

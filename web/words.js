@@ -41,6 +41,7 @@ function fieldWords(name, reason) {
     return `Enter ${LOGIN_EXAMPLE}.`;
   }
   if (/password$/.test(name)) {
+    if (/wrong/.test(why)) return "This is not your password.";
     if (/commonly used/.test(why)) return "This password is one of the most common, so it is easy to guess. Choose another.";
     const least = why.match(/at least (\d+)/);
     if (least) return `Use at least ${least[1]} characters.`;
@@ -68,10 +69,10 @@ export function explain(error, context = {}) {
   const details = error.details || {};
   const file = context.file ? `${context.file.name} (${humanSize(context.file.size)})` : "The file";
   const fields = {};
+  for (const [name, reason] of Object.entries(details.fields || {})) fields[name] = fieldWords(name, reason);
   let text;
   switch (error.code) {
     case "validation_error":
-      for (const [name, reason] of Object.entries(details.fields || {})) fields[name] = fieldWords(name, reason);
       text = Object.values(fields).join(" ") || sentence(error.message);
       break;
     case "user_exists":
@@ -79,6 +80,7 @@ export function explain(error, context = {}) {
       break;
     case "invalid_credentials":
       text = fields.password = "The email, phone or password is not right.";
+      fields.current_password = "This is not your password."; // a form that asks for it again
       break;
     case "invalid_code":
       text = fields.code = "This code is wrong, has expired or was already used.";
@@ -117,7 +119,7 @@ export function explain(error, context = {}) {
       text = `${file} is of a type this cannot be done with.`;
       break;
     default:
-      text = sentence(error.message);
+      text = Object.values(fields).join(" ") || sentence(error.message);
   }
   return { text, fields };
 }
