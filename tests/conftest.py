@@ -517,7 +517,7 @@ def make_live_server(backend, database_urls, tmp_path, app, storage_settings) ->
     """Start gunicorn on this test's backend with extra environment (e.g. MAX_UPLOAD_BYTES); stopped afterwards."""
     servers: list[LiveServer] = []
 
-    def start(**env_overrides: str) -> LiveServer:
+    def start(port: int | None = None, **env_overrides: str) -> LiveServer:
         env = {
             "DATABASE_URL": database_urls[backend],
             "JWT_SECRET": JWT_TEST_SECRET,
@@ -529,7 +529,7 @@ def make_live_server(backend, database_urls, tmp_path, app, storage_settings) ->
             "LOG_LEVEL": "WARNING",
             **env_overrides,
         }
-        servers.append(start_gunicorn(env, tmp_path))
+        servers.append(start_gunicorn(env, tmp_path, port))
         return servers[-1]
 
     yield start

@@ -1369,3 +1369,47 @@ def test_field_messages_drop_speed_leaving_select_delete_share_at_both_sizes(mak
         assert small_targets(browser) == []
     browser.error_free()
     assert_clean_console(browser, expected=(r"/signup - .*status of 400",))  # the login refused on purpose
+
+
+def test_an_upload_reconnects_to_a_server_that_went_away_and_came_back(make_api_server, web_origin, browsers,
+                                                                        tmp_path):
+    """The API's gunicorn is killed mid-upload (SIGKILL, master and workers) and started again on its port: the
+    page says it is reconnecting, and the upload then finishes, byte for byte."""
+    from tests.support.faults import worker_pids
+
+    server = make_api_server()
+    port = int(server.url.rsplit(":", 1)[1])
+    login = "ann@example.com"
+    browser = browsers("laptop")
+    sign_up_on_page(browser, page_url(web_origin, server.url), login)
+    big = tmp_path / "footage.bin"
+    big.write_bytes(os.urandom(12 * MIB))
+    browser.el("#upload-file").send_keys(str(big))
+    with browser.slow_upload(bytes_per_second=2 * MIB):
+        browser.click("#upload")
+        browser.wait(lambda: percent(browser) >= 10, "10 % sent")
+        for pid in worker_pids(server.process.pid) | {server.process.pid}:
+            os.kill(pid, signal.SIGKILL)
+        server.process.wait()
+        browser.wait(lambda: browser.text("#upload-label") == "Reconnecting… footage.bin", "“Reconnecting…”")
+        assert "reconnecting (attempt" in browser.text("#status"), browser.text("#status")
+        browser.wait(lambda: nothing_listens(port), "nothing listening on the port")
+        make_api_server(port=port)
+        browser.wait_status("Reconnected; footage.bin continues.")
+        browser.wait(lambda: browser.text("#upload-label") == "Upload complete", "the upload finished", timeout=60)
+    stored = file_object(server.url, login, browser.file_named("footage.bin")["id"])
+    assert stored["size"] == big.stat().st_size and stored["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    # The browser logs each request the dead server could not answer (and a PATCH it may refuse with 409 while
+    # the killed one's offset is asked again); the page shows none of them.
+    assert_clean_console(browser, expected=(r"net::ERR_(CONNECTION_REFUSED|EMPTY_RESPONSE|CONNECTION_RESET)",
+                                            r"/file/uploads/[0-9a-f]+ .*status of 409"))
+
+
+def nothing_listens(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
