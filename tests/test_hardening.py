@@ -4,8 +4,6 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 import jwt
 import pytest
@@ -13,34 +11,9 @@ import pytest
 from app import create_app
 from tests.conftest import JWT_TEST_SECRET, ROOT, app_config
 from tests.support.api import bearer, sign_up
+from tests.support.logs import captured
 
 # -- the request log -----------------------------------------------------------------------------
-
-
-@contextmanager
-def captured(name: str, caplog) -> Iterator[None]:
-    """caplog sees the logger's records once, whether or not "app" propagates them to the root logger.
-
-    pytest adds its handler to loggers that do not propagate when a test phase starts; the app makes
-    "app" one of them when it is first created, which may be in the middle of a phase.
-    """
-    logger = logging.getLogger(name)
-    direct = caplog.handler not in reached_handlers(logger)
-    if direct:
-        logger.addHandler(caplog.handler)
-    try:
-        yield
-    finally:
-        if direct:
-            logger.removeHandler(caplog.handler)
-
-
-def reached_handlers(logger: logging.Logger | None) -> list[logging.Handler]:
-    found: list[logging.Handler] = []
-    while logger is not None:
-        found += logger.handlers
-        logger = logger.parent if logger.propagate else None
-    return found
 
 
 @pytest.mark.parametrize("path, shown", [
