@@ -1253,6 +1253,15 @@ def small_targets(browser: Browser) -> list[dict]:
            return bad;""")
 
 
+def unreadable_buttons(browser: Browser) -> list[str]:
+    """Buttons on screen whose text is drawn in their own background colour (a style that overrides another)."""
+    return browser.js(
+        """return [...document.querySelectorAll('button, .button')]
+             .filter(b => !b.closest('[hidden]') && !b.closest('dialog:not([open])') && b.textContent.trim())
+             .filter(b => { const style = getComputedStyle(b); return style.color === style.backgroundColor; })
+             .map(b => b.id || b.className + ': ' + b.textContent.trim());""")
+
+
 def fits_sideways(browser: Browser) -> bool:
     return browser.js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
@@ -1327,6 +1336,7 @@ def test_field_messages_drop_speed_leaving_select_delete_share_at_both_sizes(mak
 
     # tick two files, delete them with one confirmation
     rows = {f["name"]: f for f in browser.wait(lambda: len(browser.files()) == 4 and browser.files(), "4 files")}
+    assert unreadable_buttons(browser) == []
     assert browser.el("#delete-selected").get_property("disabled")
     for name in ("a.txt", "c.txt"):
         browser.click(f'#files tr[data-id="{rows[name]["id"]}"] label.pick')
