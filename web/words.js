@@ -17,7 +17,7 @@ export function humanSize(bytes) {
 
 export function duration(seconds) {
   if (seconds < 120) return `${Math.max(0, Math.round(seconds))} s`;
-  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
   if (seconds < 86400) return `${Math.round(seconds / 3600)} h`;
   const days = Math.round(seconds / 86400);
   return `${days} ${days === 1 ? "day" : "days"}`;
