@@ -99,10 +99,24 @@ def token(server: common.Server) -> str:
     return common.call(server.url + "/signup", {"id": LOGIN, "password": PASSWORD})["data"]["access_token"]
 
 
-def median_ms(server: common.Server, bearer: str, path: str, requests: int = LIST_REQUESTS) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far (every thread), from /proc."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def median_ms(server: common.Server, bearer: str, path: str, requests: int = LIST_REQUESTS,
+              cpu: list[float] | None = None) -> float:
+    """The median time of `requests` sequential requests; `cpu` gets the server's CPU ms per request."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     samples = []
-    for _ in range(requests + 10):
+    workers = server.workers()
+    for index in range(requests + 10):
+        if index == 10:
+            used = cpu_seconds(workers)
         started = time.perf_counter()
         connection.request("GET", path, headers={"Authorization": f"Bearer {bearer}"})
         response = connection.getresponse()
@@ -110,6 +124,8 @@ def median_ms(server: common.Server, bearer: str, path: str, requests: int = LIS
         samples.append((time.perf_counter() - started) * 1000)
         assert response.status == 200, body
     connection.close()
+    if cpu is not None:
+        cpu.append((cpu_seconds(workers) - used) * 1000 / requests)
     return statistics.median(samples[10:])  # the first few warm the connection pool and caches
 
 
@@ -140,14 +156,15 @@ def main() -> None:
         total = common.call(servers["B"].url + "/file/list?q=report", token=tokens["B"])
         assert total["data"]["total"] == FILES // 4, total
         plain: dict[str, list[float]] = {"A": [], "B": []}
+        cpu: dict[str, list[float]] = {"A": [], "B": []}
         after: dict[str, list[float]] = {label: [] for label, _ in AFTER_ONLY}
         for round_ in range(ROUNDS):
             for side in ("A", "B") if round_ % 2 == 0 else ("B", "A"):
-                plain[side].append(median_ms(servers[side], tokens[side], PLAIN))
+                plain[side].append(median_ms(servers[side], tokens[side], PLAIN, cpu=cpu[side]))
             for label, path in AFTER_ONLY:
                 after[label].append(median_ms(servers["B"], tokens["B"], path, LIST_REQUESTS // 4))
-            print(f"round {round_ + 1}: page 1 before {plain['A'][-1]:.2f} ms, after {plain['B'][-1]:.2f} ms",
-                  flush=True)
+            print(f"round {round_ + 1}: page 1 before {plain['A'][-1]:.2f} ms ({cpu['A'][-1]:.2f} ms CPU), "
+                  f"after {plain['B'][-1]:.2f} ms ({cpu['B'][-1]:.2f} ms CPU)", flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -160,6 +177,8 @@ def main() -> None:
           f"one gevent worker per side; {common.machine()}")
     print("| request | before (A) | after (B) |\n|---|---|---|")
     print(f"| `{PLAIN}` | {statistics.median(plain['A']):.2f} ms | {statistics.median(plain['B']):.2f} ms |")
+    print(f"| the same, server CPU per request | {statistics.median(cpu['A']):.2f} ms | "
+          f"{statistics.median(cpu['B']):.2f} ms |")
     for label, samples in after.items():
         print(f"| {label} | – | {statistics.median(samples):.2f} ms |")
     print(f"| SQL: a name-sorted page 1, with ix_files_owner_id_name / without | | {indexed:.2f} ms / "

@@ -54,6 +54,8 @@ WAIT = 20  # seconds for anything the page does; gthread gunicorn on loopback an
 CORS_ERROR = re.compile(r"CORS policy|Access-Control-Allow|preflight", re.IGNORECASE)
 PAGE_ERROR = re.compile(r"Uncaught|SyntaxError|TypeError|ReferenceError|Content Security Policy")
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True}  # an iPhone 12-14's viewport
+LAPTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+SIZES = {"1280x900": LAPTOP, "390x844": PHONE}
 MIB = 1024 * 1024
 
 
@@ -349,6 +351,11 @@ class Browser:
             ".filter(e => new URL(e.name).pathname === arguments[0]).length",
             path,
         )
+
+
+def at_size(browser: Browser, size: str) -> None:
+    """The page's viewport from now on: SIZES[size] (DevTools device metrics, as a phone's would be)."""
+    browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", SIZES[size])
 
 
 @pytest.fixture
@@ -1192,12 +1199,14 @@ def test_an_authenticator_app_recovery_codes_and_a_passkey_in_the_page(make_api_
     assert_clean_console(browser, expected=(r"/signin(/mfa)? - .*status of 401", r"/mfa/totp - .*status of 403"))
 
 
+@pytest.mark.parametrize("size", ["1280x900", "390x844"])
 def test_a_reload_keeps_the_session_search_sort_and_a_batch_that_tries_every_file(make_api_server, web_origin,
-                                                                                 browsers, tmp_path):
+                                                                                 browsers, tmp_path, size):
     api = make_api_server(MAX_UPLOAD_BYTES=str(64 * 1024)).url
     page = page_url(web_origin, api)
     login = "ann@example.com"
-    browser = browsers("laptop")
+    browser = browsers(size)
+    at_size(browser, size)
     sign_up_on_page(browser, page, login)
     names = {"apple notes.txt": 300, "too big.bin": 100 * 1024, "banana_100%.txt": 20, "cherry.txt": 5000}
     paths = []
@@ -1230,10 +1239,6 @@ def test_a_reload_keeps_the_session_search_sort_and_a_batch_that_tries_every_fil
     browser.wait(lambda: [f["name"] for f in browser.files()] == ["apple notes.txt", "banana_100%.txt", "cherry.txt"],
                  "by name")
     assert_clean_console(browser, expected=(r"/file/upload - .*status of 413",))
-
-
-LAPTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
-SIZES = {"1280x900": LAPTOP, "390x844": PHONE}
 
 
 def small_targets(browser: Browser) -> list[dict]:
@@ -1296,7 +1301,7 @@ def test_field_messages_drop_speed_leaving_select_delete_share_at_both_sizes(mak
                                                                            tmp_path, size):
     api = make_api_server(QUOTA_BYTES=str(3 * MIB)).url
     browser = browsers(size)
-    browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", SIZES[size])
+    at_size(browser, size)
     browser.open(page_url(web_origin, api))
     browser.wait(lambda: browser.js("return document.documentElement.clientWidth") == SIZES[size]["width"], "the size")
     phone = SIZES[size] is PHONE
@@ -1381,8 +1386,9 @@ def test_field_messages_drop_speed_leaving_select_delete_share_at_both_sizes(mak
     assert_clean_console(browser, expected=(r"/signup - .*status of 400",))  # the login refused on purpose
 
 
+@pytest.mark.parametrize("size", ["1280x900", "390x844"])
 def test_an_upload_reconnects_to_a_server_that_went_away_and_came_back(make_api_server, web_origin, browsers,
-                                                                        tmp_path):
+                                                                        tmp_path, size):
     """The API's gunicorn is killed mid-upload (SIGKILL, master and workers) and started again on its port: the
     page says it is reconnecting, and the upload then finishes, byte for byte."""
     from tests.support.faults import worker_pids
@@ -1390,7 +1396,8 @@ def test_an_upload_reconnects_to_a_server_that_went_away_and_came_back(make_api_
     server = make_api_server()
     port = int(server.url.rsplit(":", 1)[1])
     login = "ann@example.com"
-    browser = browsers("laptop")
+    browser = browsers(size)
+    at_size(browser, size)
     sign_up_on_page(browser, page_url(web_origin, server.url), login)
     big = tmp_path / "footage.bin"
     big.write_bytes(os.urandom(12 * MIB))
