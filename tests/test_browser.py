@@ -550,6 +550,8 @@ def upload_several_and_page_through(laptop: Browser, report: Path) -> None:
     laptop.wait(lambda: len(laptop.files()) == 6, "6 files listed")
     assert laptop.text("#page-info") == "Page 1 of 1 · 6 files"
     laptop.error_free()
+    laptop.wait(lambda: laptop.js("return [...document.querySelectorAll('img.thumb')]"
+                                  ".every(image => image.complete && image.naturalWidth > 0)"), "the thumbnails drawn")
     if SCREENSHOT:
         laptop.save_full_page(ROOT / SCREENSHOT)
 
