@@ -1432,3 +1432,21 @@ def nothing_listens(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+@pytest.mark.parametrize("size", ["1280x900", "390x844"])
+def test_too_many_sign_ins_are_said_with_the_wait_in_words(make_api_server, web_origin, browsers, size):
+    api = make_api_server(RATELIMIT_ENABLED="true", RATELIMIT_SIGNIN="2 per minute").url
+    browser = browsers(size)
+    at_size(browser, size)
+    browser.open(page_url(web_origin, api))
+    for _ in range(2):
+        browser.sign("signin", "nobody@example.com", PASSWORD)
+        browser.wait(lambda: browser.field_error("#password") == "The email, phone or password is not right.",
+                     "a wrong sign-in, under the password")
+        browser.wait(lambda: not browser.el("#signin").get_property("disabled"), "the button back")
+    browser.sign("signin", "nobody@example.com", PASSWORD)
+    message = browser.wait_error()  # about no field: at the top, with the wait the server asks for
+    assert re.fullmatch(r"Too many attempts\. Try again in ([1-9]|[1-5][0-9]|60) s\.", message), message
+    assert browser.field_error("#password") is None
+    assert_clean_console(browser, expected=(r"/signin - .*status of (401|429)",))
