@@ -1274,22 +1274,30 @@ def fits_sideways(browser: Browser) -> bool:
 
 
 def drop_files(browser: Browser, files: dict[str, int]) -> bool:
-    """Drops files (name → size) on the file list as a drag from the desktop would; answers whether the list
-    showed it would take them while they were dragged over it."""
+    """Drops files (name → size) on the file list as a drag from the desktop would; answers whether the page
+    refused them over its header and took them over the list (the drop effect the browser acts on, and the
+    list's highlight) while they were dragged."""
     return browser.js(
         """const files = arguments[0];
            const transfer = new DataTransfer();
            for (const [name, size] of Object.entries(files)) {
              transfer.items.add(new File([new Uint8Array(size).fill(97)], name, {type: 'text/plain'}));
            }
-           const target = document.querySelector('#files');
-           const fire = (type) => target.dispatchEvent(
+           // The drop effect the page's handlers leave is what the browser acts on (a real drag refuses the drop
+           // when it ends up "none"); a made-up DataTransfer keeps no effect, so its last setting is recorded.
+           let effect = 'none';
+           Object.defineProperty(transfer, 'dropEffect', {get: () => effect, set: (value) => { effect = value; }});
+           const list = document.querySelector('#files');
+           const card = list.closest('section');
+           const fire = (target, type) => target.dispatchEvent(
              new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
-           fire('dragenter');
-           fire('dragover');
-           const shown = target.closest('section').classList.contains('dropping');
-           fire('drop');
-           return shown && !target.closest('section').classList.contains('dropping');""", files)
+           fire(document.querySelector('header'), 'dragover');
+           const refusedOutside = transfer.dropEffect === 'none' && !card.classList.contains('dropping');
+           fire(list, 'dragenter');
+           fire(list, 'dragover');
+           const takenOnTheList = transfer.dropEffect === 'copy' && card.classList.contains('dropping');
+           fire(list, 'drop');
+           return refusedOutside && takenOnTheList && !card.classList.contains('dropping');""", files)
 
 
 def leaving_is_questioned(browser: Browser) -> bool:

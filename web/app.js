@@ -47,10 +47,16 @@ const ui = {
 };
 
 // `upload`: the resumable upload in progress, if any; `uploading`: files are being sent (leaving would stop them);
-// `selected`: ids of the files ticked on this page; `longestLink`: the server's LINK_MAX_TTL, once it refused a longer link.
-const state = { page: 1, pages: 0, login: null, upload: null, uploading: false, selected: new Set(), longestLink: null };
+// `selected`: ids of the files ticked on this page; `longestLink`: the server's LINK_MAX_TTL, once it refused a
+// longer link; `followingLink`: a file link is being followed (a download, not leaving the page).
+const state = {
+  page: 1, pages: 0, login: null, upload: null, uploading: false, selected: new Set(), longestLink: null,
+  followingLink: false,
+};
 const api = new Api(initialApiBase());
-const security = setupSecurity({ api, run, say, markFields, signedIn: (tokens, message) => enter(tokens, message) });
+const security = setupSecurity({
+  api, run, say, markFields, clearFields, signedIn: (tokens, message) => enter(tokens, message),
+});
 
 // --- messages ---------------------------------------------------------------
 
@@ -103,8 +109,9 @@ function markFields(form, fields) {
     input.dataset.hint ??= input.getAttribute("aria-describedby") || "";
     input.setAttribute("aria-describedby", `${note.id} ${input.dataset.hint}`.trim());
     input.setAttribute("aria-invalid", "true");
-    const row = input.parentElement.classList.contains("inline") ? input.parentElement : input;
-    row.after(note);
+    let after = input.parentElement.classList.contains("inline") ? input.parentElement : input;
+    while (after.nextElementSibling?.classList.contains("field-error")) after = after.nextElementSibling;
+    after.after(note); // a second message goes under the first, in the fields' order
     first ??= input;
   }
   first?.focus();
@@ -177,6 +184,8 @@ function showSignedOut() {
     state.upload.stop(`The upload of ${state.upload.file.name} stopped at sign-out; sign in and choose the same file to continue.`);
   }
   if (share.dialog.open) share.dialog.close();
+  state.selected.clear();
+  showSelection();
   security.reset();
   showUsage(null);
   resetProgress();
@@ -283,6 +292,7 @@ function showVerification(info) {
 }
 
 function showReset(withCode) {
+  clearFields(lifecycle.resetForm);
   lifecycle.resetForm.hidden = false;
   lifecycle.resetCode.hidden = lifecycle.resetCodeLabel.hidden = !withCode;
   lifecycle.resetHint.textContent = withCode
@@ -543,6 +553,11 @@ function fileRow(file) {
   picker.addEventListener("change", () => {
     const [chosen] = picker.files;
     if (!chosen) return;
+    if (state.uploading) {
+      picker.value = "";
+      fail(new Error(`An upload is still running; replace ${file.name} when it has finished.`));
+      return;
+    }
     run(null, async () => {
       try {
         await replaceFile(file, chosen);
@@ -577,7 +592,13 @@ function follow(container, link, className, attributes) {
   container.querySelector(`a.${className}`)?.remove();
   container.append(anchor);
   setTimeout(() => anchor.remove(), untilExpiry(link));
+  // A link on another origin is followed as a navigation (that turns into a download or a new tab): the
+  // page is not being left, so it must not ask.
+  state.followingLink = true;
   anchor.click();
+  setTimeout(() => {
+    state.followingLink = false;
+  }, 1000);
 }
 
 async function downloadFile(file, container) {
@@ -671,9 +692,11 @@ const share = {
   expiry: $("share-expiry"),
   file: null,
   timer: null,
+  ticket: 0, // which Create the dialog is waiting for: an answer to an older one is dropped
 };
 
 function openShare(file) {
+  share.ticket += 1;
   share.file = file;
   share.name.textContent = `“${file.name}”`;
   const viewable = OPENABLE.test(file.mime_type) || PLAYABLE.test(file.mime_type);
@@ -703,10 +726,13 @@ share.form.addEventListener("submit", (event) => {
   event.preventDefault();
   const file = share.file;
   const disposition = share.form.elements.disposition.value;
+  const chosen = Number(share.expires.value);
+  const ticket = ++share.ticket;
+  const current = () => share.dialog.open && share.ticket === ticket;
   clearFields(share.form);
   share.create.disabled = true;
   (async () => {
-    let wanted = Math.min(Number(share.expires.value), state.longestLink ?? Infinity);
+    let wanted = Math.min(chosen, state.longestLink ?? Infinity);
     let link;
     try {
       link = await api.link(file.id, disposition, wanted);
@@ -716,9 +742,16 @@ share.form.addEventListener("submit", (event) => {
       wanted = state.longestLink = longest; // this server keeps links for less: the longest it allows
       link = await api.link(file.id, disposition, wanted);
     }
-    showSharedLink(file, link, wanted < Number(share.expires.value));
+    if (current()) showSharedLink(file, link, wanted < chosen);
   })()
-    .catch((error) => markFields(share.form, { expires_in: explain(error).text }))
+    .catch((error) => {
+      if (current() && error instanceof ApiError && error.details?.fields?.expires_in) {
+        markFields(share.form, { expires_in: explain(error).text });
+        return;
+      }
+      if (share.dialog.open && share.ticket === ticket) share.dialog.close();
+      fail(error);
+    })
     .finally(() => {
       share.create.disabled = false;
     });
@@ -732,8 +765,10 @@ function showSharedLink(file, link, shortened) {
   share.url.value = link.url;
   share.expiry.textContent =
     `Anyone with this link can ${what} ${file.name} until ${wait > 43_200_000 ? localTime(end) : clock(end)} ` +
-    `(${duration(link.expires_in)}${shortened ? ", the longest this server allows" : ""}); after that it stops working.`;
+    `(${duration(link.expires_in)}${shortened ? ", the longest this server allows" : ""}); after that it stops ` +
+    "working, or sooner if you sign out on this device or replace or delete the file.";
   share.result.hidden = false;
+  share.url.closest(".inline").hidden = false;
   share.url.focus();
   share.url.select();
   share.timer = setTimeout(() => {
@@ -742,7 +777,6 @@ function showSharedLink(file, link, shortened) {
     share.result.hidden = false;
     share.url.closest(".inline").hidden = true;
   }, wait);
-  share.url.closest(".inline").hidden = false;
 }
 
 share.copy.addEventListener("click", async () => {
@@ -761,7 +795,13 @@ share.copy.addEventListener("click", async () => {
 });
 
 $("share-close").addEventListener("click", () => share.dialog.close());
-share.dialog.addEventListener("close", forgetSharedLink);
+// Closing (Close, Escape) forgets the link, and gives the focus back to the row's Share (the list may have
+// been drawn anew meanwhile).
+share.dialog.addEventListener("close", () => {
+  forgetSharedLink();
+  const back = share.file && ui.files.querySelector(`tr[data-id="${share.file.id}"] button.share`);
+  (back || ui.selectAll).focus();
+});
 
 // Milliseconds this link has left, by this browser's clock: expires_in counts from the moment
 // the server issued it, so a second is taken off for the trip.
@@ -824,7 +864,7 @@ async function uploadFiles(files) {
   }
   if (refused.length > 0) {
     ui.uploadLabel.textContent = `${done} of ${files.length} uploaded`;
-    throw new Error(`Uploaded ${done} of ${files.length} files. Not uploaded: ${refused.join("; ")}`);
+    throw new Error(`Uploaded ${done} of ${files.length} files. Not uploaded: ${refused.join(" ")}`);
   }
   ui.uploadLabel.textContent = done === 1 ? "Upload complete" : `${done} uploads complete`;
   if (done > 1) say(`Uploaded ${done} files.`);
@@ -832,13 +872,17 @@ async function uploadFiles(files) {
 
 // An upload's failure in words that name the file and its size.
 function explained(error, file) {
-  return error instanceof ApiError && !CANCELLED.has(error.code) ? new Error(explain(error, { file }).text) : error;
+  if (!(error instanceof ApiError) || CANCELLED.has(error.code)) return error;
+  const worded = new ApiError(error.status, error.code, explain(error, { file }).text);
+  worded.worded = true; // already in people's words: said as it is
+  return worded;
 }
 
 // The person stopped the batch: the files after it are not tried.
 const CANCELLED = new Set(["aborted", "cancelled"]);
 
 async function uploadOne(file, counter) {
+  resetSpeed();
   ui.uploadLabel.textContent = `Uploading ${file.name}${counter}`;
   try {
     return await api.upload(file, showProgress);
@@ -852,6 +896,7 @@ async function uploadOne(file, counter) {
 async function uploadResumable(file, counter) {
   const upload = new ResumableUpload(api, state.login, file);
   let interrupted = false;
+  resetSpeed();
   upload.onProgress = (sent, total) => {
     if (interrupted && upload.running) {
       interrupted = false;
@@ -870,11 +915,13 @@ async function uploadResumable(file, counter) {
   };
   upload.onReconnecting = (attempt) => {
     interrupted = true;
+    resetSpeed();
     ui.uploadLabel.textContent = `Reconnecting… ${file.name}${counter}`;
     say(`Connection to the server lost; reconnecting (attempt ${attempt}).`);
   };
   upload.onInterrupted = (error) => {
     interrupted = true;
+    resetSpeed();
     fail(error);
     ui.uploadLabel.textContent = `Interrupted: ${file.name}${counter}`;
   };
@@ -905,6 +952,7 @@ ui.pause.addEventListener("click", () => {
   const upload = state.upload;
   if (!upload) return;
   upload.pause();
+  resetSpeed();
   ui.uploadLabel.textContent = `Paused: ${upload.file.name}`;
   say(`Paused at ${ui.percent.textContent}. Resume continues from there, even after a page reload.`);
 });
@@ -932,6 +980,7 @@ async function showUnfinished() {
 
 async function replaceFile(file, chosen) {
   ui.uploadLabel.textContent = `Replacing ${file.name} with ${chosen.name}`;
+  resetSpeed();
   let stored;
   state.uploading = true;
   try {
@@ -985,16 +1034,23 @@ ui.deleteSelected.addEventListener("click", () => {
   const what = ids.length === 1 ? `“${names[0]}”` : `these ${ids.length} files`;
   if (!confirm(`Delete ${what}? This cannot be undone.`)) return;
   ui.deleteSelected.disabled = true; // until the list is loaded again (showSelection)
+  for (const box of ui.files.querySelectorAll("input.select")) box.disabled = true;
+  ui.selectAll.focus(); // the focused button goes disabled: keep the keyboard's place near it
   run(null, async () => {
     const results = await Promise.allSettled(ids.map((id) => api.deleteFile(id)));
-    const failed = results.flatMap((result, index) =>
-      result.status === "rejected" && result.reason?.code !== "not_found"
-        ? [`${names[index]}: ${explain(result.reason).text}`] : []);
-    state.selected.clear();
-    showSelection();
-    await Promise.all([loadFiles(), loadUsage()]);
-    if (failed.length > 0) throw new Error(`Deleted ${ids.length - failed.length} of ${ids.length}. Not deleted: ${failed.join("; ")}`);
-    say(ids.length === 1 ? `Deleted ${names[0]}.` : `Deleted ${ids.length} files.`);
+    // gone already (deleted elsewhere) counts as deleted; any other failure keeps its file ticked
+    const failedIds = ids.filter((_, index) =>
+      results[index].status === "rejected" && results[index].reason?.code !== "not_found");
+    const failed = failedIds.map((id) => `${names[ids.indexOf(id)]}: ${explain(results[ids.indexOf(id)].reason).text}`);
+    state.selected = new Set(failedIds);
+    try {
+      await Promise.all([loadFiles(), loadUsage()]);
+    } finally {
+      for (const box of ui.files.querySelectorAll("input.select")) box.disabled = false;
+      showSelection();
+      if (failed.length > 0) fail(new Error(`Deleted ${ids.length - failed.length} of ${ids.length}. Not deleted: ${failed.join(" ")}`));
+    }
+    if (failed.length === 0) say(ids.length === 1 ? `Deleted ${names[0]}.` : `Deleted ${ids.length} files.`);
   });
 });
 
@@ -1021,20 +1077,24 @@ function showProgress(loaded, total) {
   }
 }
 
+// A pause, a reconnection or the next file starts the speed anew: an idle gap is no speed.
+function resetSpeed() {
+  samples = [];
+  ui.speed.textContent = "";
+}
+
 function resetProgress() {
   ui.progress.value = 0;
   ui.percent.textContent = "0 %";
   ui.uploadLabel.textContent = "No upload yet";
-  ui.speed.textContent = "";
-  samples = [];
+  resetSpeed();
 }
 
 // A refused or failed upload stored nothing: the bar goes back to empty, the error area says why.
 function uploadFailed(file) {
   ui.progress.value = 0;
   ui.percent.textContent = "0 %";
-  ui.speed.textContent = "";
-  samples = [];
+  resetSpeed();
   ui.uploadLabel.textContent = `Not uploaded: ${file.name}`;
 }
 
@@ -1068,47 +1128,47 @@ function startUploads(files) {
 }
 
 // Files dropped anywhere on the files card are uploaded like chosen ones; a drop elsewhere on the page
-// is ignored rather than letting the browser leave the page to show the file.
+// is refused rather than letting the browser leave the page to show the file. One handler on the window
+// decides (a dropEffect set on the card would be overwritten as the event bubbles up).
 function dragsFiles(event) {
   return event.dataTransfer && [...event.dataTransfer.types].includes("Files");
 }
 
-let dragDepth = 0; // dragenter/dragleave fire for every child crossed
-ui.filesCard.addEventListener("dragenter", (event) => {
-  if (!dragsFiles(event)) return;
-  dragDepth += 1;
-  ui.filesCard.classList.add("dropping");
-});
-ui.filesCard.addEventListener("dragleave", () => {
-  dragDepth = Math.max(0, dragDepth - 1);
-  if (dragDepth === 0) ui.filesCard.classList.remove("dropping");
-});
-for (const target of [window, ui.filesCard]) {
-  target.addEventListener("dragover", (event) => {
-    if (!dragsFiles(event)) return;
-    event.preventDefault();
-    event.dataTransfer.dropEffect = target === window ? "none" : "copy";
-  });
+function overTheList(event) {
+  return event.target instanceof Node && ui.filesCard.contains(event.target) && !ui.appView.hidden;
 }
-window.addEventListener("drop", (event) => {
-  if (dragsFiles(event)) event.preventDefault();
-});
-ui.filesCard.addEventListener("drop", (event) => {
+
+// dragover repeats every few milliseconds while files are held over the page; when it stops (they left the
+// window, or the drag was given up) the highlight goes.
+let dragTimer = null;
+window.addEventListener("dragover", (event) => {
   if (!dragsFiles(event)) return;
   event.preventDefault();
-  event.stopPropagation();
-  dragDepth = 0;
+  const inside = overTheList(event);
+  event.dataTransfer.dropEffect = inside ? "copy" : "none";
+  ui.filesCard.classList.toggle("dropping", inside);
+  clearTimeout(dragTimer);
+  dragTimer = setTimeout(() => ui.filesCard.classList.remove("dropping"), 300);
+});
+window.addEventListener("drop", (event) => {
+  if (!dragsFiles(event)) return;
+  event.preventDefault();
+  clearTimeout(dragTimer);
   ui.filesCard.classList.remove("dropping");
-  const files = [...event.dataTransfer.files];
+  if (!overTheList(event)) return;
+  const items = [...event.dataTransfer.items].filter((item) => item.kind === "file");
+  const folders = items.filter((item) => item.webkitGetAsEntry?.()?.isDirectory).length;
+  const files = [...event.dataTransfer.files].filter((_, index) => !items[index]?.webkitGetAsEntry?.()?.isDirectory);
+  if (folders > 0) fail(new Error("Folders cannot be uploaded; drop the files inside them."));
   if (files.length > 0) startUploads(files);
 });
 
 // Leaving or reloading the page mid-upload stops it (a resumable one can go on later, a plain one is lost):
 // the browser asks first.
 window.addEventListener("beforeunload", (event) => {
-  if (!state.uploading) return;
+  if (!state.uploading || state.followingLink) return;
   event.preventDefault();
-  event.returnValue = ""; // older browsers ask only when this is set
+  event.returnValue = "An upload is running."; // older browsers ask only when this is set (not empty)
 });
 
 // Searching waits for a pause in typing; each new search or order starts at page 1.

@@ -166,7 +166,8 @@ export class ResumableUpload {
     const status = response.getStatus();
     this.#settle.reject(
       envelope?.message
-        ? new ApiError(status, envelope.code, envelope.message, envelope.details || null)
+        ? new ApiError(status, envelope.code, envelope.message, envelope.details || null,
+          response.getHeader("Retry-After"))
         : new ApiError(status, "bad_response", `Unexpected answer from the API (HTTP ${status}).`),
     );
   }

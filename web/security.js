@@ -23,7 +23,7 @@ function passkeyError(error) {
   return new Error(`The browser could not use a passkey: ${error && error.message ? error.message : error}`);
 }
 
-export function setupSecurity({ api, run, say, markFields, signedIn }) {
+export function setupSecurity({ api, run, say, markFields, clearFields, signedIn }) {
   const ui = {
     authForm: $("auth-form"),
     loginId: $("login-id"),
@@ -59,6 +59,7 @@ export function setupSecurity({ api, run, say, markFields, signedIn }) {
 
   function askSecondFactor(details) {
     mfaToken = details.mfa_token;
+    clearFields(ui.mfaForm);
     ui.authForm.hidden = true;
     ui.mfaForm.hidden = false;
     ui.mfaPasskey.hidden = !(passkeysSupported() && (details.methods || []).includes("passkey"));
@@ -69,6 +70,7 @@ export function setupSecurity({ api, run, say, markFields, signedIn }) {
 
   function leaveSecondFactor() {
     mfaToken = null;
+    clearFields(ui.mfaForm);
     ui.mfaForm.hidden = true;
     ui.authForm.hidden = false;
   }
@@ -132,6 +134,7 @@ export function setupSecurity({ api, run, say, markFields, signedIn }) {
       // An <img> shows the SVG without running anything in it.
       ui.totpQr.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(begun.qr_svg)}`;
       ui.totpSecret.textContent = begun.secret.replace(/(.{4})/g, "$1 ").trim();
+      clearFields(ui.totpEnrol);
       ui.totpEnrol.hidden = false;
       ui.totpSetup.hidden = true;
       ui.totpCode.value = "";

@@ -11,13 +11,13 @@ export function humanSize(bytes) {
   do {
     value /= 1024;
     unit += 1;
-  } while (value >= 1024 && unit < units.length - 1);
+  } while (value >= 1023.95 && unit < units.length - 1); // 1048575 B is 1.0 MiB, not 1024.0 KiB
   return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 export function duration(seconds) {
   if (seconds < 120) return `${Math.max(0, Math.round(seconds))} s`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  if (Math.round(seconds / 60) < 60) return `${Math.round(seconds / 60)} min`;
   if (seconds < 86400) return `${Math.round(seconds / 3600)} h`;
   const days = Math.round(seconds / 86400);
   return `${days} ${days === 1 ? "day" : "days"}`;
@@ -63,7 +63,7 @@ function sentence(text) {
 // Answers {text, fields}: `fields` maps a request field to its words (for the form that sent it), `text`
 // is the whole message (for the message area, and where no form field matches).
 export function explain(error, context = {}) {
-  if (!(error instanceof ApiError)) {
+  if (!(error instanceof ApiError) || error.worded) {
     return { text: error instanceof Error ? error.message : String(error), fields: {} }; // the page's own words
   }
   const details = error.details || {};
@@ -86,7 +86,10 @@ export function explain(error, context = {}) {
       text = fields.code = "This code is wrong, has expired or was already used.";
       break;
     case "rate_limited":
-      text = `Too many attempts. Try again in ${duration(Number(error.retryAfter) || 60)}.`;
+      text = /unfinished resumable uploads/.test(error.message)
+        ? "You already have as many unfinished uploads as one account may keep: finish or cancel one first " +
+          "(choose its file again to finish it)."
+        : `Too many attempts. Try again in ${duration(Number(error.retryAfter) || 60)}.`;
       break;
     case "quota_exceeded":
       if (details.max_files) {
