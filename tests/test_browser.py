@@ -810,10 +810,12 @@ def copied_to_the_clipboard(browser: Browser, text: str) -> None:
     assert pasted == text
 
 
-def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, browsers, tmp_path):
+@pytest.mark.parametrize("size", ["1280x900", "390x844"])
+def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, browsers, tmp_path, size):
     """With LINK_MAX_TTL=3 every link lasts 3 s: the page drops what it showed and asks for new ones."""
     api = make_api_server(LINK_MAX_TTL="3").url
-    browser = browsers("laptop")
+    browser = browsers(size)
+    at_size(browser, size)
     sign_up_on_page(browser, page_url(web_origin, api), "ann@example.com")
     folder = tmp_path / "files"
     folder.mkdir()
@@ -874,9 +876,11 @@ def assert_fits_the_screen(browser: Browser) -> None:
         assert delete["hit"], f"a Delete button is covered: {layout}"
 
 
-def test_refused_uploads_show_the_reason_not_100_percent(make_api_server, web_origin, browsers, tmp_path):
+@pytest.mark.parametrize("size", ["1280x900", "390x844"])
+def test_refused_uploads_show_the_reason_not_100_percent(make_api_server, web_origin, browsers, tmp_path, size):
     api = make_api_server(MAX_UPLOAD_BYTES=str(MIB), QUOTA_BYTES="600000").url
-    browser = browsers("laptop")
+    browser = browsers(size)
+    at_size(browser, size)
     sign_up_on_page(browser, page_url(web_origin, api), "ann@example.com")
     browser.wait(lambda: browser.text("#usage-text") == "0 B of 585.9 KiB used (0 %) · 0 files", "usage with quota")
     assert browser.el("#usage-bar").get_property("max") == 600000
