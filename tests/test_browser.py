@@ -717,7 +717,7 @@ def test_links_thumbnails_player_usage_and_a_phone_screen(make_api_server, web_o
     play_through_a_link(browser, rows["song.wav"]["id"])
     notes_row = share_a_link_that_works_without_a_token(browser, rows["notes.txt"]["id"], notes)
     # (d) a 390 px phone screen: no sideways scrolling, every Delete button fully on screen and clickable
-    browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    at_size(browser, "390x844")
     try:
         browser.wait(lambda: browser.js("return document.documentElement.clientWidth") == PHONE["width"], "390 px")
         assert_fits_the_screen(browser)
@@ -858,10 +858,14 @@ def test_links_are_not_used_past_their_expiry(make_api_server, web_origin, brows
     assert_clean_console(browser, expected=(r"/file/\d+/link - .*status of 400",))
 
 
+def fits_sideways(browser: Browser) -> bool:
+    return browser.js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
 def assert_fits_the_screen(browser: Browser) -> None:
+    assert fits_sideways(browser), "the page scrolls sideways"
     layout = browser.js(
-        """const root = document.documentElement;
-           return {scroll: root.scrollWidth, client: root.clientWidth,
+        """return {client: document.documentElement.clientWidth,
                    deletes: [...document.querySelectorAll('#files button.delete')].map(b => {
                      const r = b.getBoundingClientRect();
                      b.scrollIntoView({block: 'center'});
@@ -869,7 +873,6 @@ def assert_fits_the_screen(browser: Browser) -> None:
                      const hit = document.elementFromPoint(c.left + c.width / 2, c.top + c.height / 2);
                      return {left: r.left, right: r.right, width: r.width, hit: hit === b};
                    })};""")
-    assert layout["scroll"] <= layout["client"], f"the page scrolls sideways: {layout}"
     assert layout["deletes"], layout
     for delete in layout["deletes"]:
         assert delete["width"] > 0 and delete["left"] >= 0 and delete["right"] <= layout["client"], layout
@@ -1271,10 +1274,6 @@ def unreadable_buttons(browser: Browser) -> list[str]:
              .filter(b => !b.closest('[hidden]') && !b.closest('dialog:not([open])') && b.textContent.trim())
              .filter(b => { const style = getComputedStyle(b); return style.color === style.backgroundColor; })
              .map(b => b.id || b.className + ': ' + b.textContent.trim());""")
-
-
-def fits_sideways(browser: Browser) -> bool:
-    return browser.js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
 def drop_files(browser: Browser, files: dict[str, int]) -> bool:

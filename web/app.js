@@ -482,19 +482,13 @@ function fileRow(file) {
   // a tick for "Delete selected"; its label is the touch target
   const pick = document.createElement("td");
   pick.className = "pick-cell";
-  const tick = document.createElement("label");
-  tick.className = "pick";
-  const box = document.createElement("input");
-  box.type = "checkbox";
-  box.className = "select";
-  box.setAttribute("aria-label", `Select ${file.name}`);
+  const [tick, box] = inputInLabel("pick", "checkbox", "select", `Select ${file.name}`);
   box.checked = state.selected.has(file.id);
   box.addEventListener("change", () => {
     if (box.checked) state.selected.add(file.id);
     else state.selected.delete(file.id);
     showSelection();
   });
-  tick.append(box);
   pick.append(tick);
   row.append(pick);
 
@@ -544,12 +538,8 @@ function fileRow(file) {
   share.addEventListener("click", () => openShare(file));
 
   // a real file input inside a label, so Replace works with the keyboard and screen readers
-  const replace = document.createElement("label");
-  replace.className = "button secondary replace";
-  const picker = document.createElement("input");
-  picker.type = "file";
-  picker.className = "visually-hidden";
-  picker.setAttribute("aria-label", `Replace ${file.name}`);
+  const [replace, picker] = inputInLabel("button secondary replace", "file", "visually-hidden", `Replace ${file.name}`);
+  replace.append("Replace");
   picker.addEventListener("change", () => {
     const [chosen] = picker.files;
     if (!chosen) return;
@@ -566,7 +556,6 @@ function fileRow(file) {
       }
     });
   });
-  replace.append("Replace", picker);
 
   const remove = button("Delete", `Delete ${file.name}`, "delete danger");
   remove.addEventListener("click", () => {
@@ -851,7 +840,7 @@ async function uploadFiles(files) {
         say(`Uploaded ${stored.name} (${humanSize(stored.size)}).`);
       } catch (error) {
         if (files.length === 1 || (error instanceof ApiError && CANCELLED.has(error.code))) {
-          throw explained(error, file);
+          throw aboutFile(error, file);
         }
         refused.push(explain(error, { file }).text);
       }
@@ -870,14 +859,11 @@ async function uploadFiles(files) {
   if (done > 1) say(`Uploaded ${done} files.`);
 }
 
-// An upload's failure in words that name the file and its size.
-function explained(error, file) {
-  if (!(error instanceof ApiError) || CANCELLED.has(error.code)) return error;
-  const worded = new ApiError(error.status, error.code, explain(error, { file }).text);
-  worded.worded = true; // already in people's words: said as it is
-  return worded;
+// An upload's failure carries its file, so its words name the file and its size (words.js explain).
+function aboutFile(error, file) {
+  error.file = file;
+  return error;
 }
-
 // The person stopped the batch: the files after it are not tried.
 const CANCELLED = new Set(["aborted", "cancelled"]);
 
@@ -987,7 +973,7 @@ async function replaceFile(file, chosen) {
     stored = await api.replace(file.id, chosen, showProgress);
   } catch (error) {
     uploadFailed(chosen);
-    throw explained(error, chosen);
+    throw aboutFile(error, chosen);
   } finally {
     state.uploading = false;
   }
@@ -1277,6 +1263,18 @@ function cell(text, className, title) {
   td.textContent = text;
   if (title) td.title = title;
   return td;
+}
+
+// An <input> inside its <label>: the whole label is the control's target.
+function inputInLabel(labelClass, type, inputClass, ariaLabel) {
+  const label = document.createElement("label");
+  label.className = labelClass;
+  const input = document.createElement("input");
+  input.type = type;
+  input.className = inputClass;
+  input.setAttribute("aria-label", ariaLabel);
+  label.append(input);
+  return [label, input];
 }
 
 function button(text, label, className) {

@@ -59,15 +59,16 @@ function sentence(text) {
   return /[.!?…]$/.test(capital) ? capital : `${capital}.`;
 }
 
-// `context.file`: the File an upload was refused for, named in the words.
+// `context.file` (or the error's `file`): the File an upload was refused for, named in the words.
 // Answers {text, fields}: `fields` maps a request field to its words (for the form that sent it), `text`
 // is the whole message (for the message area, and where no form field matches).
 export function explain(error, context = {}) {
-  if (!(error instanceof ApiError) || error.worded) {
+  if (!(error instanceof ApiError)) {
     return { text: error instanceof Error ? error.message : String(error), fields: {} }; // the page's own words
   }
   const details = error.details || {};
-  const file = context.file ? `${context.file.name} (${humanSize(context.file.size)})` : "The file";
+  const refused = context.file ?? error.file;
+  const file = refused ? `${refused.name} (${humanSize(refused.size)})` : "The file";
   const fields = {};
   for (const [name, reason] of Object.entries(details.fields || {})) fields[name] = fieldWords(name, reason);
   let text;
